@@ -1,0 +1,255 @@
+"""Configuration: one `Settings` object read from a TOML file, then environment variables.
+
+Order of precedence (last wins): built-in defaults, the TOML file (`--config`, `RAR_CONFIG`,
+or `./rar.toml` when present), environment variables `RAR_<SECTION>__<KEY>` (for example
+`RAR_STRONG__MODEL=openai/gpt-4o`), then explicit overrides passed by code or the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rar_tasks.errors import ConfigError
+
+# Real list prices, so that cost figures mean something when local models stand in:
+# GPT-4-1106-preview $10 / $30 per million input / output tokens (OpenAI), and
+# Mixtral-8x7B-Instruct $0.60 per million tokens either way (Together AI).
+GPT4_1106_PRICES = (10e-6, 30e-6)
+MIXTRAL_8X7B_PRICES = (0.6e-6, 0.6e-6)
+
+
+@dataclass
+class ModelConfig:
+    """One model reached through LiteLLM, with its per-token prices in dollars."""
+
+    model: str
+    input_cost_per_token: float
+    output_cost_per_token: float
+    api_base: str | None = None
+    api_key_env: str | None = None
+    max_tokens: int = 16
+    timeout_s: float = 120.0
+
+
+@dataclass
+class LocalConfig:
+    """How local GGUF models (LiteLLM provider `gguf/`) are run by llama-cpp-python."""
+
+    model_cache: str = ""
+    n_threads: int = 2
+    n_ctx: int = 2048
+    seed: int = 0
+
+
+@dataclass
+class EmbedderConfig:
+    """`local/all-MiniLM-L6-v2` (bundled sentence-transformers) or any `litellm/<model>`."""
+
+    model: str = "local/all-MiniLM-L6-v2"
+    torch_threads: int = 1
+
+
+@dataclass
+class RouterConfig:
+    """Thresholds of predict-route."""
+
+    k: int = 5
+    min_similarity: float = 0.80
+    min_agreeing: int = 2
+    min_agree_share: float = 0.6
+
+
+@dataclass
+class GuideConfig:
+    """How guides are written and used."""
+
+    enabled: bool = True
+    max_tokens: int = 96
+    check_with_weak: bool = True
+
+
+@dataclass
+class MemoryConfig:
+    data_dir: str = ""
+    table: str = "memory"
+    namespace: str = "default"
+
+
+@dataclass
+class Settings:
+    weak: ModelConfig = field(
+        default_factory=lambda: ModelConfig("gguf/qwen2.5-0.5b", *MIXTRAL_8X7B_PRICES)
+    )
+    strong: ModelConfig = field(
+        default_factory=lambda: ModelConfig("gguf/qwen2.5-1.5b", *GPT4_1106_PRICES)
+    )
+    local: LocalConfig = field(default_factory=LocalConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    judge: str = "agreement"
+    max_request_chars: int = 12_000
+    data_root: str = ""
+
+    def data_dir(self) -> Path:
+        """Folder of the memory and run outputs (absolute)."""
+        raw = self.memory.data_dir or os.environ.get("RAR_DATA_DIR", "") or "~/.local/share/prefect-rar"
+        return Path(raw).expanduser().resolve()
+
+    def shared_data_root(self) -> Path:
+        """Folder holding `mmlu/`, `gsm8k/` and `routellm/` (default: `../shared/data`)."""
+        raw = self.data_root or os.environ.get("RAR_SHARED_DATA", "") or _default_shared_data()
+        return Path(raw).expanduser().resolve()
+
+    def model_cache(self) -> Path:
+        from rar_tasks.model_store import default_cache_dir
+
+        if self.local.model_cache:
+            return Path(self.local.model_cache).expanduser().resolve()
+        return default_cache_dir()
+
+
+def _default_shared_data() -> str:
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
+        if candidate.exists():
+            return str(candidate)
+    return str(here.parent / "shared" / "data")
+
+
+JUDGES = ("agreement", "ground_truth", "llm")
+
+
+def load_settings(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build `Settings` from defaults, a TOML file, the environment and overrides.
+
+    Args:
+        path: TOML file; when None, `RAR_CONFIG` or `./rar.toml` if it exists.
+        overrides: nested dict applied last, e.g. `{"router": {"k": 3}}`.
+        environ: environment to read (default `os.environ`).
+
+    Raises:
+        ConfigError: unreadable file, unknown section or key, or a value of the wrong type,
+            with the dotted name of the field.
+    """
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    file = path or env.get("RAR_CONFIG") or ("rar.toml" if Path("rar.toml").exists() else None)
+    if file:
+        file = Path(file)
+        try:
+            data = tomllib.loads(file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+        _apply(settings, data, prefix="")
+    _apply(settings, _env_tree(env), prefix="")
+    if overrides:
+        _apply(settings, overrides, prefix="")
+    validate(settings)
+    return settings
+
+
+def _env_tree(env: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith("RAR_") or "__" not in key:
+            continue
+        parts = key[4:].lower().split("__")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown config field {name!r}; known: {', '.join(fields)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config field {name!r} must be a table, got {value!r}")
+            _apply(current, value, prefix=f"{name}.")
+        else:
+            setattr(obj, key, _coerce(name, value, fields[key].type, current))
+
+
+def _coerce(name: str, value: Any, annotation: Any, current: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind.startswith("str"):
+            if value is None and "None" in kind:
+                return None
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"config field {name!r} must be {kind}, got {value!r}") from None
+    return value
+
+
+def validate(settings: Settings) -> None:
+    """Check ranges and names; raise ConfigError naming the field."""
+    for side in ("weak", "strong"):
+        cfg: ModelConfig = getattr(settings, side)
+        if not cfg.model or "/" not in cfg.model:
+            raise ConfigError(
+                f"config field '{side}.model' must be a LiteLLM name like 'provider/model', "
+                f"got {cfg.model!r}"
+            )
+        for price in ("input_cost_per_token", "output_cost_per_token"):
+            if getattr(cfg, price) < 0:
+                raise ConfigError(f"config field '{side}.{price}' must be >= 0")
+        if cfg.max_tokens < 1:
+            raise ConfigError(f"config field '{side}.max_tokens' must be >= 1")
+    r = settings.router
+    if r.k < 1:
+        raise ConfigError(f"config field 'router.k' must be >= 1, got {r.k}")
+    if not -1.0 <= r.min_similarity <= 1.0:
+        raise ConfigError(f"config field 'router.min_similarity' must be in [-1, 1], got {r.min_similarity}")
+    if not 1 <= r.min_agreeing <= r.k:
+        raise ConfigError(f"config field 'router.min_agreeing' must be in [1, router.k], got {r.min_agreeing}")
+    if not 0.0 <= r.min_agree_share <= 1.0:
+        raise ConfigError("config field 'router.min_agree_share' must be in [0, 1]")
+    if settings.judge not in JUDGES:
+        raise ConfigError(f"config field 'judge' must be one of {JUDGES}, got {settings.judge!r}")
+    if settings.max_request_chars < 1:
+        raise ConfigError("config field 'max_request_chars' must be >= 1")
+    if settings.local.n_threads < 1:
+        raise ConfigError("config field 'local.n_threads' must be >= 1")
+    emb = settings.embedder.model
+    if not (emb.startswith("local/") or emb.startswith("litellm/")):
+        raise ConfigError(
+            f"config field 'embedder.model' must start with 'local/' or 'litellm/', got {emb!r}"
+        )
