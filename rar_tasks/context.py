@@ -24,9 +24,10 @@ class RARContext:
 
 
 def build_context(settings: Settings, embedder: Embedder | None = None) -> RARContext:
-    """Open memory in `settings.data_dir()` and build the router and judge."""
+    """Load the embedder, open memory in `settings.data_dir()`, build the router and judge."""
     embedder = embedder or make_embedder(settings.embedder)
-    dim = embedder.dim or int(embedder.embed(["probe"]).shape[1])
+    # One embedding up front loads the embedder, so its start-up is not charged to a request.
+    dim = int(embedder.embed(["warm-up"]).shape[1])
     memory = LanceMemory(settings.data_dir() / "memory.lance", dim, settings.memory.table)
     router = RARRouter(memory, settings.router)
     judge = make_judge(settings.judge, settings)

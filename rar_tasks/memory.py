@@ -140,7 +140,7 @@ class LanceMemory:
             self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
             .distance_type("cosine")
             .where(f"namespace = {_quote(namespace)}", prefilter=True)
-            .select(["request_id", "verdict", "guide", "guide_id"])
+            .select(["request_id", "verdict", "guide", "guide_id", "_distance"])
             .limit(k)
             .to_list()
         )
