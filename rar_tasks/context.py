@@ -31,6 +31,10 @@ def build_context(settings: Settings, embedder: Embedder | None = None) -> RARCo
     memory = LanceMemory(settings.data_dir() / "memory.lance", dim, settings.memory.table)
     router = RARRouter(memory, settings.router)
     judge = make_judge(settings.judge, settings)
-    log.info("event=context_ready data_dir=%s memory_rows=%d judge=%s",
-             settings.data_dir(), memory.count(), judge.name)
+    log.info(
+        "event=context_ready data_dir=%s memory_rows=%d judge=%s",
+        settings.data_dir(),
+        memory.count(),
+        judge.name,
+    )
     return RARContext(settings, embedder, memory, router, judge)

@@ -12,7 +12,8 @@ from rar_tasks.requests import Request
 
 
 @task(name="judge", cache_policy=NO_CACHE)
-def judge(ctx: RARContext, request: Request, weak: Generation,
-          strong: Generation | None) -> Judgement:
+def judge(
+    ctx: RARContext, request: Request, weak: Generation, strong: Generation | None
+) -> Judgement:
     """Judge the weak answer with `ctx.judge` (agreement, ground truth or LLM)."""
     return ctx.judge.judge(request, weak.text, strong.text if strong else None)

@@ -26,7 +26,7 @@ class Judgement:
     judge: str
     weak_answer: str | None
     reference: str | None
-    call: "Generation | None" = None
+    call: Generation | None = None
 
 
 class Judge(Protocol):
@@ -59,8 +59,9 @@ class GroundTruthJudge:
         if request.label is None:
             raise RequestError("label", "the ground-truth judge needs requests with a label")
         answer = extract_answer(weak_text, request.kind, request.n_choices)
-        return Judgement(matches_label(request, weak_text), self.name, answer,
-                         label_answer(request))
+        return Judgement(
+            matches_label(request, weak_text), self.name, answer, label_answer(request)
+        )
 
 
 class AgreementJudge:
@@ -82,7 +83,7 @@ class LLMJudge:
 
     name = "llm"
 
-    def __init__(self, settings: "Settings"):
+    def __init__(self, settings: Settings):
         self.settings = settings
 
     def judge(self, request: Request, weak_text: str, strong_text: str | None) -> Judgement:
@@ -104,7 +105,7 @@ class LLMJudge:
         return Judgement(good, self.name, answer, reference, call)
 
 
-def make_judge(name: str, settings: "Settings") -> Judge:
+def make_judge(name: str, settings: Settings) -> Judge:
     if name == "agreement":
         return AgreementJudge()
     if name == "ground_truth":

@@ -19,7 +19,6 @@ from rar_tasks.errors import ModelError
 log = logging.getLogger("rar.llm")
 
 
-
 def letter_grammar(n_choices: int) -> str:
     """A GBNF grammar that lets a local model answer with one choice letter only."""
     return f"root ::= [A-{'ABCDEFGHIJ'[max(n_choices, 1) - 1]}]"
@@ -66,8 +65,9 @@ def _litellm(settings: Settings):
     return litellm
 
 
-def _kwargs(cfg: ModelConfig, messages: list[dict], max_tokens: int | None,
-            grammar: str | None) -> dict:
+def _kwargs(
+    cfg: ModelConfig, messages: list[dict], max_tokens: int | None, grammar: str | None
+) -> dict:
     kwargs: dict = {
         "model": cfg.model,
         "messages": messages,
@@ -91,8 +91,14 @@ def _to_generation(cfg: ModelConfig, response, started: float) -> Generation:
     text = response.choices[0].message.content or ""
     cost = tokens_in * cfg.input_cost_per_token + tokens_out * cfg.output_cost_per_token
     gen = Generation(cfg.model, text, tokens_in, tokens_out, cost, time.perf_counter() - started)
-    log.debug("event=model_call model=%s tokens_in=%d tokens_out=%d cost=%.6f latency_s=%.3f",
-              cfg.model, tokens_in, tokens_out, cost, gen.latency_s)
+    log.debug(
+        "event=model_call model=%s tokens_in=%d tokens_out=%d cost=%.6f latency_s=%.3f",
+        cfg.model,
+        tokens_in,
+        tokens_out,
+        cost,
+        gen.latency_s,
+    )
     return gen
 
 
@@ -103,8 +109,13 @@ def _wrap(cfg: ModelConfig, exc: Exception) -> ModelError:
     return ModelError(f"model call to {cfg.model!r} failed ({name}): {str(exc)[:300]}")
 
 
-def call_model(settings: Settings, cfg: ModelConfig, messages: list[dict],
-               max_tokens: int | None = None, grammar: str | None = None) -> Generation:
+def call_model(
+    settings: Settings,
+    cfg: ModelConfig,
+    messages: list[dict],
+    max_tokens: int | None = None,
+    grammar: str | None = None,
+) -> Generation:
     """Call one model through LiteLLM and return its text with tokens and cost.
 
     Args:
@@ -127,8 +138,13 @@ def call_model(settings: Settings, cfg: ModelConfig, messages: list[dict],
     return _to_generation(cfg, response, started)
 
 
-async def acall_model(settings: Settings, cfg: ModelConfig, messages: list[dict],
-                      max_tokens: int | None = None, grammar: str | None = None) -> Generation:
+async def acall_model(
+    settings: Settings,
+    cfg: ModelConfig,
+    messages: list[dict],
+    max_tokens: int | None = None,
+    grammar: str | None = None,
+) -> Generation:
     """Async twin of `call_model` (same arguments, result and errors)."""
     litellm = _litellm(settings)
     started = time.perf_counter()

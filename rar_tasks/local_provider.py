@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from litellm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse
@@ -83,10 +84,25 @@ class GGUFProvider(CustomLLM):
             kwargs["stop"] = optional_params["stop"]
         return llm, lock, kwargs
 
-    def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
-                   print_verbose, encoding, api_key, logging_obj, optional_params,
-                   acompletion=None, litellm_params=None, logger_fn=None, headers=None,
-                   timeout=None, client=None) -> ModelResponse:
+    def completion(
+        self,
+        model,
+        messages,
+        api_base,
+        custom_prompt_dict,
+        model_response,
+        print_verbose,
+        encoding,
+        api_key,
+        logging_obj,
+        optional_params,
+        acompletion=None,
+        litellm_params=None,
+        logger_fn=None,
+        headers=None,
+        timeout=None,
+        client=None,
+    ) -> ModelResponse:
         llm, lock, kwargs = self._chat(model, messages, optional_params, stream=False)
         try:
             with lock:
@@ -106,10 +122,25 @@ class GGUFProvider(CustomLLM):
 
         return await asyncio.to_thread(self.completion, *args, **kwargs)
 
-    def streaming(self, model, messages, api_base, custom_prompt_dict, model_response,
-                  print_verbose, encoding, api_key, logging_obj, optional_params,
-                  acompletion=None, litellm_params=None, logger_fn=None, headers=None,
-                  timeout=None, client=None) -> Iterator[GenericStreamingChunk]:
+    def streaming(
+        self,
+        model,
+        messages,
+        api_base,
+        custom_prompt_dict,
+        model_response,
+        print_verbose,
+        encoding,
+        api_key,
+        logging_obj,
+        optional_params,
+        acompletion=None,
+        litellm_params=None,
+        logger_fn=None,
+        headers=None,
+        timeout=None,
+        client=None,
+    ) -> Iterator[GenericStreamingChunk]:
         llm, lock, kwargs = self._chat(model, messages, optional_params, stream=True)
         prompt_tokens = len(llm.tokenize(_flatten(messages).encode(), add_bos=False))
         produced = 0
@@ -138,7 +169,9 @@ class GGUFProvider(CustomLLM):
 def _usage(prompt: int, completion: int):
     from litellm.types.utils import Usage
 
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
 
 
 def _flatten(messages: list) -> str:

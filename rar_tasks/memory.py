@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -42,7 +42,7 @@ class MemoryRecord:
     guide_source: str = ""
     weak_model: str = ""
     strong_model: str = ""
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     guide_uses: int = 0
     guide_successes: int = 0
 
@@ -118,7 +118,9 @@ class LanceMemory:
             self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
             self._table = self._db.create_table(table, schema=_schema(dim), exist_ok=True)
         except Exception as exc:
-            raise MemoryStoreError(f"cannot open memory table {table!r} at {self.uri}: {exc}") from exc
+            raise MemoryStoreError(
+                f"cannot open memory table {table!r} at {self.uri}: {exc}"
+            ) from exc
         stored = self._table.schema.field("vector").type.list_size
         if stored != dim:
             raise MemoryStoreError(
@@ -146,8 +148,13 @@ class LanceMemory:
         )
         # LanceDB's cosine distance is 1 - cos.
         return [
-            Neighbour(r["request_id"], 1.0 - float(r["_distance"]), r["verdict"], r["guide"] or "",
-                      r["guide_id"] or "")
+            Neighbour(
+                r["request_id"],
+                1.0 - float(r["_distance"]),
+                r["verdict"],
+                r["guide"] or "",
+                r["guide_id"] or "",
+            )
             for r in rows
         ]
 
@@ -181,12 +188,7 @@ class LanceMemory:
         return int(self._table.count_rows(f"namespace = {_quote(namespace)}"))
 
     def get(self, request_id: str) -> dict | None:
-        rows = (
-            self._table.search()
-            .where(f"request_id = {_quote(request_id)}")
-            .limit(1)
-            .to_list()
-        )
+        rows = self._table.search().where(f"request_id = {_quote(request_id)}").limit(1).to_list()
         return rows[0] if rows else None
 
     def guide_count(self) -> int:
@@ -202,17 +204,27 @@ class ArrayMemory:
         self._records: list[MemoryRecord] = []
         self._index: dict[str, int] = {}
         self._namespaces: list[str] = []
+        self._codes: dict[str, int] = {}
+        self._namespace_codes = np.zeros(64, dtype=np.int32)
 
     def search(self, vector: np.ndarray, namespace: str, k: int) -> list[Neighbour]:
-        if not self._records:
+        n = len(self._records)
+        code = self._codes.get(namespace)
+        if not n or code is None:
             return []
-        sims = self._vectors[: len(self._records)] @ np.asarray(vector, dtype=np.float32)
-        mask = np.fromiter((ns == namespace for ns in self._namespaces), bool, len(self._namespaces))
-        sims = np.where(mask, sims, -np.inf)
-        top = np.argsort(-sims)[:k]
+        sims = self._vectors[:n] @ np.asarray(vector, dtype=np.float32)
+        sims = np.where(self._namespace_codes[:n] == code, sims, -np.inf)
+        # argpartition keeps a search over thousands of rows at O(n); only k rows are sorted.
+        top = np.argpartition(-sims, k - 1)[:k] if k < n else np.arange(n)
+        top = top[np.argsort(-sims[top], kind="stable")]
         return [
-            Neighbour(self._records[i].request_id, float(sims[i]), self._records[i].verdict,
-                      self._records[i].guide, self._records[i].guide_id)
+            Neighbour(
+                self._records[i].request_id,
+                float(sims[i]),
+                self._records[i].verdict,
+                self._records[i].guide,
+                self._records[i].guide_id,
+            )
             for i in top
             if np.isfinite(sims[i])
         ]
@@ -225,14 +237,22 @@ class ArrayMemory:
                 self._records[i] = rec
                 self._vectors[i] = row
                 self._namespaces[i] = rec.namespace
+                self._namespace_codes[i] = self._code(rec.namespace)
             else:
                 n = len(self._records)
                 if n == len(self._vectors):
                     self._vectors = np.vstack([self._vectors, np.zeros_like(self._vectors)])
+                    self._namespace_codes = np.concatenate(
+                        [self._namespace_codes, np.zeros_like(self._namespace_codes)]
+                    )
                 self._vectors[n] = row
+                self._namespace_codes[n] = self._code(rec.namespace)
                 self._index[rec.request_id] = n
                 self._records.append(rec)
                 self._namespaces.append(rec.namespace)
+
+    def _code(self, namespace: str) -> int:
+        return self._codes.setdefault(namespace, len(self._codes))
 
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:

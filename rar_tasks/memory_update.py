@@ -12,9 +12,16 @@ from rar_tasks.routers import Route
 
 
 @task(name="memory-update", cache_policy=NO_CACHE)
-def memory_update(ctx: RARContext, request: Request, route: Route, verdict: str,
-                  judge_name: str, guide: str = "", guide_id: str = "",
-                  guide_source: str = "") -> MemoryRecord:
+def memory_update(
+    ctx: RARContext,
+    request: Request,
+    route: Route,
+    verdict: str,
+    judge_name: str,
+    guide: str = "",
+    guide_id: str = "",
+    guide_source: str = "",
+) -> MemoryRecord:
     """Upsert the outcome of a learning route (idempotent by request id).
 
     Raises:

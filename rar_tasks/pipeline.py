@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from rar_tasks.context import RARContext
 from rar_tasks.judge import judge
@@ -38,8 +39,9 @@ class Steps:
     memory_update: Callable
 
 
-LIGHT = Steps(predict_route.fn, weak_generate.fn, judge.fn, strong_answer.fn, write_guide.fn,
-              memory_update.fn)
+LIGHT = Steps(
+    predict_route.fn, weak_generate.fn, judge.fn, strong_answer.fn, write_guide.fn, memory_update.fn
+)
 PREFECT = Steps(predict_route, weak_generate, judge, strong_answer, write_guide, memory_update)
 
 
@@ -87,8 +89,9 @@ class Served:
         return max(self.wall_s - self.model_s, 0.0)
 
 
-def serve_request(ctx: RARContext, request: Request, steps: Steps = LIGHT,
-                  evaluate: bool = False) -> Served:
+def serve_request(
+    ctx: RARContext, request: Request, steps: Steps = LIGHT, evaluate: bool = False
+) -> Served:
     """Route and answer one request, learning when the route says so.
 
     Args:
@@ -114,15 +117,21 @@ def serve_request(ctx: RARContext, request: Request, steps: Steps = LIGHT,
     log.info(
         "event=request_served request_id=%s route=%s verdict=%s strong_called=%s cost=%.6f "
         "wall_s=%.3f overhead_s=%.4f",
-        request.id, served.route, served.verdict, served.strong_called, served.cost,
-        served.wall_s, served.overhead_s,
+        request.id,
+        served.route,
+        served.verdict,
+        served.strong_called,
+        served.cost,
+        served.wall_s,
+        served.overhead_s,
     )
     return served
 
 
 def _served(request: Request, route: Route, answer: str, model: str) -> Served:
-    return Served(request.id, route.kind, route.reason, route.top_similarity, route.guide_id,
-                  answer, model)
+    return Served(
+        request.id, route.kind, route.reason, route.top_similarity, route.guide_id, answer, model
+    )
 
 
 def _serve_strong(ctx, request, route, steps) -> Served:
@@ -176,8 +185,9 @@ def _add_judge_call(served: Served, judgement) -> None:
         served.calls.append(Call("strong", "learn", judgement.call))
 
 
-def _evaluate(ctx: RARContext, request: Request, route: Route, served: Served,
-              steps: Steps) -> None:
+def _evaluate(
+    ctx: RARContext, request: Request, route: Route, served: Served, steps: Steps
+) -> None:
     """Complete `served.evaluation` with the unguided weak and strong answers and costs."""
     from rar_tasks.weak_generate import answer_with
 

@@ -12,9 +12,10 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rar_tasks.answers import LETTERS, normalise_number
 from rar_tasks.errors import RequestError
@@ -161,8 +162,13 @@ def load_gsm8k(root: Path, split: str = "test") -> list[Request]:
             answer = row["answer"].split("####")[-1].strip()
             out.append(
                 make_request(
-                    {"id": f"gsm8k/{i}", "text": row["question"], "kind": "number",
-                     "label": answer, "namespace": "gsm8k"},
+                    {
+                        "id": f"gsm8k/{i}",
+                        "text": row["question"],
+                        "kind": "number",
+                        "label": answer,
+                        "namespace": "gsm8k",
+                    },
                     max_chars=100_000,
                 )
             )
@@ -189,7 +195,9 @@ def load_jsonl(path: Path, max_chars: int, namespace: str = "default") -> list[R
             try:
                 out.append(make_request(data, max_chars=max_chars, default_namespace=namespace))
             except RequestError as exc:
-                raise RequestError(f"line {lineno}.{exc.field}", str(exc).split(": ", 1)[1]) from None
+                raise RequestError(
+                    f"line {lineno}.{exc.field}", str(exc).split(": ", 1)[1]
+                ) from None
     if not out:
         raise RequestError("input", f"file {path} holds no requests")
     return out

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -27,8 +26,14 @@ log = logging.getLogger("rar.run")
 DEFAULT_SUBJECTS = ("high_school_psychology", "high_school_geography")
 
 
-def load_stream(settings: Settings, dataset: str, subjects: list[str] | None,
-                input_path: str | None, limit: int | None, seed: int) -> list[Request]:
+def load_stream(
+    settings: Settings,
+    dataset: str,
+    subjects: list[str] | None,
+    input_path: str | None,
+    limit: int | None,
+    seed: int,
+) -> list[Request]:
     """The requests of a run, shuffled with `seed` and cut to `limit`.
 
     Raises:
@@ -38,20 +43,27 @@ def load_stream(settings: Settings, dataset: str, subjects: list[str] | None,
         raise RequestError("limit", f"must be >= 1, got {limit}")
     root = settings.shared_data_root()
     if input_path:
-        requests = load_jsonl(Path(input_path), settings.max_request_chars,
-                              settings.memory.namespace)
+        requests = load_jsonl(
+            Path(input_path), settings.max_request_chars, settings.memory.namespace
+        )
     elif dataset == "mmlu":
         requests = load_mmlu(root, list(subjects or DEFAULT_SUBJECTS))
     elif dataset == "gsm8k":
         requests = load_gsm8k(root)
     else:
-        raise RequestError("dataset", f"must be 'mmlu' or 'gsm8k' (or give --input), got {dataset!r}")
+        raise RequestError(
+            "dataset", f"must be 'mmlu' or 'gsm8k' (or give --input), got {dataset!r}"
+        )
     return sample(requests, limit, seed)
 
 
-def run_stream(ctx: RARContext, requests: list[Request], steps: Steps = LIGHT,
-               evaluate: bool = True,
-               on_served: Callable[[Served], None] | None = None) -> list[Served]:
+def run_stream(
+    ctx: RARContext,
+    requests: list[Request],
+    steps: Steps = LIGHT,
+    evaluate: bool = True,
+    on_served: Callable[[Served], None] | None = None,
+) -> list[Served]:
     out = []
     for request in requests:
         served = serve_request(ctx, request, steps, evaluate)
@@ -65,8 +77,9 @@ def _rate(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
 
-def summarise(ctx: RARContext, requests: list[Request], served: list[Served],
-              run_seconds: float) -> dict:
+def summarise(
+    ctx: RARContext, requests: list[Request], served: list[Served], run_seconds: float
+) -> dict:
     """Figures of a run, as printed by `rar run` and written to `summary.json`."""
     n = len(served)
     labelled = [s.evaluation for s in served if "rar_correct" in s.evaluation]
@@ -116,14 +129,25 @@ def write_outputs(summary: dict, served: list[Served], out_dir: Path) -> tuple[P
     summary_path.write_text(json.dumps(summary, indent=2))
     with (out_dir / "requests.jsonl").open("w") as fh:
         for s in served:
-            fh.write(json.dumps({
-                "request_id": s.request_id, "route": s.route, "reason": s.reason,
-                "similarity": s.similarity, "guide_id_used": s.guide_id_used,
-                "verdict": s.verdict, "new_guide_id": s.new_guide_id,
-                "strong_called": s.strong_called, "cost": s.cost,
-                "overhead_ms": s.overhead_s * 1000, "model_s": s.model_s,
-                "correct": s.evaluation.get("rar_correct"),
-            }) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "request_id": s.request_id,
+                        "route": s.route,
+                        "reason": s.reason,
+                        "similarity": s.similarity,
+                        "guide_id_used": s.guide_id_used,
+                        "verdict": s.verdict,
+                        "new_guide_id": s.new_guide_id,
+                        "strong_called": s.strong_called,
+                        "cost": s.cost,
+                        "overhead_ms": s.overhead_s * 1000,
+                        "model_s": s.model_s,
+                        "correct": s.evaluation.get("rar_correct"),
+                    }
+                )
+                + "\n"
+            )
     return summary_path, plot_summary(summary, out_dir / "summary.png")
 
 
@@ -140,7 +164,7 @@ def plot_summary(summary: dict, path: Path) -> Path:
         window = max(1, min(25, len(seq) // 4 or 1))
         rolling = np.convolve(seq, np.ones(window) / window, mode="valid")
         left.plot(x, np.cumsum(seq) / x, label="cumulative")
-        left.plot(x[window - 1:], rolling, label=f"last {window}")
+        left.plot(x[window - 1 :], rolling, label=f"last {window}")
     left.set_xlabel("request in stream")
     left.set_ylabel("strong-call rate")
     left.set_ylim(0, 1.05)

@@ -40,8 +40,12 @@ def write_guide(ctx: RARContext, request: Request) -> tuple[str, str, Generation
         (guide text, guide id, the call). The text is empty when nothing survives the
         answer-leak filter.
     """
-    call = call_model(ctx.settings, ctx.settings.strong, guide_messages(request),
-                      max_tokens=ctx.settings.guide.max_tokens)
+    call = call_model(
+        ctx.settings,
+        ctx.settings.strong,
+        guide_messages(request),
+        max_tokens=ctx.settings.guide.max_tokens,
+    )
     guide = clean_guide(call.text)
     guide_id = "g-" + hashlib.sha256(f"{request.id}\x00{guide}".encode()).hexdigest()[:16]
     return guide, guide_id if guide else "", call
