@@ -116,7 +116,12 @@ class LanceMemory:
         self._write_lock = threading.Lock()
         try:
             self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
-            self._table = self._db.create_table(table, schema=_schema(dim), exist_ok=True)
+            try:
+                # Opened as it is, so that a table of another vector size reaches the check
+                # below rather than failing on LanceDB's own schema comparison.
+                self._table = self._db.open_table(table)
+            except ValueError:
+                self._table = self._db.create_table(table, schema=_schema(dim), exist_ok=True)
         except Exception as exc:
             raise MemoryStoreError(
                 f"cannot open memory table {table!r} at {self.uri}: {exc}"

@@ -1,0 +1,261 @@
+"""Evaluate one router on one split: fit on train, tune on dev, replay the test stream.
+
+Score routers are tuned by choosing, on the dev split, the threshold with the fewest strong
+calls that keeps 95 % of the strong model's dev quality. RAR is tuned the same way over a
+small grid of its memory thresholds (`k`, `min_similarity`, `min_agree_share`). The test
+split is only ever replayed, never used to choose anything; the curve-based numbers (APGR,
+CPT, AIQ, rate at 95 %) read the whole test curve, as RouteLLM and RouterBench do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rar_tasks.config import RouterConfig
+from rar_tasks.errors import RequestError
+from rar_tasks.memory import ArrayMemory
+from rar_tasks.replay import metrics
+from rar_tasks.replay.baselines import (
+    AlwaysStrong,
+    AlwaysWeak,
+    FrugalGPTCascade,
+    HybridLLMRouter,
+    KNNRouter,
+    LogisticRouter,
+    Oracle,
+    RandomBlend,
+    TabiCascade,
+)
+from rar_tasks.replay.data import ReplayDataset
+from rar_tasks.replay.engine import StreamResult, replay_stream, seed_memory
+from rar_tasks.replay.splits import Split
+from rar_tasks.routers import RARRouter
+
+ROUTERS = ("always-weak", "always-strong", "random", "oracle", "frugalgpt", "tabi", "knn",
+           "logistic", "hybrid-llm", "rar", "rar-warm")
+CASCADES = ("frugalgpt", "tabi")
+CONSTANT = ("always-weak", "always-strong")
+QUALITY_SHARE = 0.95
+
+# RAR's tuning grid; small on purpose: every point is a full stream replay.
+RAR_GRID = {
+    "k": (10, 20),
+    "min_similarity": (0.3, 0.5, 0.7),
+    "min_agree_share": (0.7, 0.8, 0.9, 1.0),
+}
+RAR_SWEEP_SHARES = (0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+@dataclass
+class RouterResult:
+    """Everything reported about one router on one split; plain values, ready for JSON."""
+
+    router: str
+    dataset: str
+    seed: int
+    split: str
+    n_test: int
+    weak_quality: float
+    strong_quality: float
+    weak_cost: float
+    strong_cost: float
+    curve_rate: list[float]
+    curve_quality: list[float]
+    curve_cost: list[float]
+    tuned: dict[str, Any]
+    strong_rate: float
+    quality: float
+    cost: float
+    strong_flags: list[bool]
+    metrics: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    seconds: float = 0.0
+    skipped: bool = False
+
+
+def unavailable_reason(name: str, ds: ReplayDataset) -> str:
+    """Why `name` cannot run on `ds`, or '' when it can."""
+    if name not in ROUTERS:
+        raise RequestError("routers", f"unknown router {name!r}; known: {', '.join(ROUTERS)}")
+    if name == "tabi" and not all("weak_confidence" in r.meta for r in ds.requests):
+        return "no weak-model confidence recorded; Tabi cannot be replayed on this dataset"
+    return ""
+
+
+def _note(name: str, ds: ReplayDataset) -> str:
+    if name == "frugalgpt" and ds.weak_texts is None:
+        return "no weak answer text recorded: the scorer sees the request only"
+    if name == "rar-warm":
+        return "memory seeded with the train split's verdicts (not counted as calls)"
+    if name in ("rar", "rar-warm"):
+        return "guides cannot be replayed; learning calls count as strong calls"
+    return ""
+
+
+def _weak_enough(ds: ReplayDataset) -> np.ndarray:
+    return ds.weak_quality >= ds.strong_quality
+
+
+def build_score_router(name: str, ds: ReplayDataset, vectors: np.ndarray, train: np.ndarray,
+                       seed: int, answer_vectors: np.ndarray | None = None):
+    """A fitted score router (everything but RAR)."""
+    if name == "always-weak":
+        return AlwaysWeak()
+    if name == "always-strong":
+        return AlwaysStrong()
+    if name == "random":
+        return RandomBlend(0.5, seed)
+    if name == "oracle":
+        return Oracle({r.id: bool(w) for r, w in zip(ds.requests, _weak_enough(ds), strict=True)})
+    if name == "tabi":
+        return TabiCascade()
+    labels = ds.weak_good[train].astype(float)
+    if name == "knn":
+        return KNNRouter().fit(vectors[train], labels)
+    if name == "logistic":
+        return LogisticRouter().fit(vectors[train], labels)
+    if name == "hybrid-llm":
+        return HybridLLMRouter().fit_gap(vectors[train], ds.weak_quality[train],
+                                         ds.strong_quality[train])
+    if name == "frugalgpt":
+        lookup = ({r.id: answer_vectors[i] for i, r in enumerate(ds.requests)}
+                  if answer_vectors is not None else {})
+        router = FrugalGPTCascade(lambda request: lookup.get(request.id))
+        features = np.array([router.features(ds.requests[i], vectors[i]) for i in train])
+        return router.fit(features, labels)
+    raise RequestError("routers", f"unknown router {name!r}; known: {', '.join(ROUTERS)}")
+
+
+def _stats(ds: ReplayDataset, index: np.ndarray) -> tuple[float, float, float, float]:
+    return (float(ds.weak_quality[index].mean()), float(ds.strong_quality[index].mean()),
+            float(ds.weak_cost[index].mean()), float(ds.strong_cost[index].mean()))
+
+
+def _curve_metrics(curve: metrics.Curve, qw: float, qs: float, cw: float, cs: float) -> dict:
+    return {
+        "apgr": metrics.apgr(curve, qw, qs),
+        "cpt50": metrics.cpt(curve, 0.5, qw, qs),
+        "cpt80": metrics.cpt(curve, 0.8, qw, qs),
+        "aiq": metrics.aiq(curve, qw, qs, cw, cs),
+        "rate_at_95": metrics.rate_to_reach(curve, QUALITY_SHARE * qs, qw, qs),
+    }
+
+
+def _pick(curve: metrics.Curve, target: float) -> int:
+    """Index of the cheapest point reaching `target` quality, else of the best quality."""
+    ok = np.flatnonzero(curve.quality >= target - 1e-12)
+    if len(ok):
+        return int(ok[np.argmin(curve.strong_rate[ok])])
+    return int(np.argmax(curve.quality))
+
+
+def evaluate_score_router(name: str, ds: ReplayDataset, vectors: np.ndarray, split: Split,
+                          answer_vectors: np.ndarray | None = None) -> RouterResult:
+    """Fit on train, choose the threshold on dev, replay the test stream with it."""
+    started = time.perf_counter()
+    router = build_score_router(name, ds, vectors, split.train, split.seed, answer_vectors)
+    cascade = name in CASCADES
+    t = split.test
+    if name in CONSTANT:
+        # One operating point, nothing to tune; curve numbers would only describe the
+        # straight line the metrics draw to the other pure route, so they are left out.
+        test = replay_stream(router, ds, vectors, t)
+        curve = metrics.curve_from_points([test.strong_call_rate], [test.mean_quality],
+                                          [test.cost_per_request])
+        result = _result(name, ds, split, curve, test, {"threshold": router.threshold})
+        reached = test.mean_quality >= QUALITY_SHARE * result.strong_quality - 1e-12
+        result.metrics = {"apgr": float("nan"), "cpt50": float("nan"), "cpt80": float("nan"),
+                          "aiq": float("nan"),
+                          "rate_at_95": test.strong_call_rate if reached else float("nan")}
+        result.seconds = time.perf_counter() - started
+        return result
+    dev = replay_stream(router, ds, vectors, split.dev)
+    dev_curve = metrics.curve_from_scores(dev.scores, ds.weak_quality[split.dev],
+                                          ds.strong_quality[split.dev], ds.weak_cost[split.dev],
+                                          ds.strong_cost[split.dev], cascade)
+    j = _pick(dev_curve, QUALITY_SHARE * ds.strong_quality[split.dev].mean())
+    router.threshold = float(dev_curve.thresholds[j])
+    test = replay_stream(router, ds, vectors, t)
+    curve = metrics.curve_from_scores(test.scores, ds.weak_quality[t], ds.strong_quality[t],
+                                      ds.weak_cost[t], ds.strong_cost[t], cascade)
+    result = _result(name, ds, split, curve, test, {"threshold": router.threshold})
+    result.metrics["auc"] = metrics.auc(test.scores, _weak_enough(ds)[t])
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _result(name: str, ds: ReplayDataset, split: Split, curve: metrics.Curve,
+            test: StreamResult, tuned: dict) -> RouterResult:
+    qw, qs, cw, cs = _stats(ds, split.test)
+    return RouterResult(
+        name, ds.name, split.seed, split.kind, len(split.test), qw, qs, cw, cs,
+        curve.strong_rate.tolist(), curve.quality.tolist(), curve.cost.tolist(), tuned,
+        test.strong_call_rate, test.mean_quality, test.cost_per_request,
+        test.strong_called.tolist(), _curve_metrics(curve, qw, qs, cw, cs), _note(name, ds),
+    )
+
+
+def run_rar(ds: ReplayDataset, vectors: np.ndarray, stream: np.ndarray, config: RouterConfig,
+            warm: np.ndarray | None = None) -> StreamResult:
+    """One RAR replay: a fresh ArrayMemory (seeded with `warm` when given), then the stream."""
+    router = RARRouter(ArrayMemory(vectors.shape[1]), config)
+    if warm is not None:
+        seed_memory(router, ds, vectors, warm)
+    return replay_stream(router, ds, vectors, stream)
+
+
+def _rar_grid() -> list[RouterConfig]:
+    configs = []
+    for k, sim, share in itertools.product(*RAR_GRID.values()):
+        configs.append(RouterConfig(k=k, min_similarity=sim, min_agreeing=2,
+                                    min_agree_share=share))
+    return configs
+
+
+def evaluate_rar(ds: ReplayDataset, vectors: np.ndarray, split: Split,
+                 warm: bool = False) -> RouterResult:
+    """Tune RAR's thresholds on dev, replay the test stream with them, sweep the curve."""
+    started = time.perf_counter()
+    seed_rows = split.train if warm else None
+    target = QUALITY_SHARE * ds.strong_quality[split.dev].mean()
+    tried = []
+    for config in _rar_grid():
+        dev = run_rar(ds, vectors, split.dev, config, seed_rows)
+        tried.append((config, dev.strong_call_rate, dev.mean_quality))
+    ok = [t for t in tried if t[2] >= target - 1e-12]
+    best = min(ok, key=lambda t: t[1]) if ok else max(tried, key=lambda t: t[2])
+    config = best[0]
+    test = run_rar(ds, vectors, split.test, config, seed_rows)
+    points = [(test.strong_call_rate, test.mean_quality, test.cost_per_request)]
+    for share in RAR_SWEEP_SHARES:
+        if share == config.min_agree_share:
+            continue
+        swept = RouterConfig(config.k, config.min_similarity, config.min_agreeing, share)
+        run = run_rar(ds, vectors, split.test, swept, seed_rows)
+        points.append((run.strong_call_rate, run.mean_quality, run.cost_per_request))
+    curve = metrics.curve_from_points(*map(list, zip(*points, strict=True)))
+    tuned = {"k": config.k, "min_similarity": config.min_similarity,
+             "min_agreeing": config.min_agreeing, "min_agree_share": config.min_agree_share,
+             "dev_strong_rate": best[1], "dev_quality": best[2], "dev_reached_target": bool(ok)}
+    result = _result("rar-warm" if warm else "rar", ds, split, curve, test, tuned)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def evaluate(name: str, ds: ReplayDataset, vectors: np.ndarray, split: Split,
+             answer_vectors: np.ndarray | None = None) -> RouterResult:
+    """Evaluate router `name`; a router the recording cannot support comes back `skipped`."""
+    reason = unavailable_reason(name, ds)
+    if reason:
+        qw, qs, cw, cs = _stats(ds, split.test)
+        return RouterResult(name, ds.name, split.seed, split.kind, len(split.test), qw, qs, cw,
+                            cs, [], [], [], {}, float("nan"), float("nan"), float("nan"), [],
+                            {}, reason, 0.0, True)
+    if name in ("rar", "rar-warm"):
+        return evaluate_rar(ds, vectors, split, warm=name == "rar-warm")
+    return evaluate_score_router(name, ds, vectors, split, answer_vectors)
