@@ -86,6 +86,28 @@ class MemoryConfig:
 
 
 @dataclass
+class ServeConfig:
+    """Drop-in use: the LangChain chat model and the OpenAI-compatible endpoint (`rar serve`).
+
+    `api_key_env` names the environment variable holding the key clients must send as a
+    bearer token (empty: no check). `fallback` answers with the other model when the serving
+    one fails. With `background_learning`, judge, guide and memory update run after the
+    answer is returned. `context_chars` of earlier turns join the last user turn for routing;
+    `max_tokens` caps chat answers when the caller gives no cap.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    model_name: str = "rar"
+    api_key_env: str = ""
+    fallback: bool = True
+    background_learning: bool = True
+    context_chars: int = 400
+    max_tokens: int = 256
+    max_body_bytes: int = 1_000_000
+
+
+@dataclass
 class Settings:
     weak: ModelConfig = field(
         default_factory=lambda: ModelConfig("gguf/qwen2.5-0.5b", *MIXTRAL_8X7B_PRICES)
@@ -98,6 +120,7 @@ class Settings:
     router: RouterConfig = field(default_factory=RouterConfig)
     guide: GuideConfig = field(default_factory=GuideConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     judge: str = "agreement"
     max_request_chars: int = 12_000
     data_root: str = ""
@@ -261,6 +284,14 @@ def validate(settings: Settings) -> None:
         raise ConfigError("config field 'max_request_chars' must be >= 1")
     if settings.local.n_threads < 1:
         raise ConfigError("config field 'local.n_threads' must be >= 1")
+    serve = settings.serve
+    if not 0 < serve.port < 65536:
+        raise ConfigError(f"config field 'serve.port' must be in 1..65535, got {serve.port}")
+    for name in ("max_tokens", "max_body_bytes"):
+        if getattr(serve, name) < 1:
+            raise ConfigError(f"config field 'serve.{name}' must be >= 1")
+    if serve.context_chars < 0:
+        raise ConfigError("config field 'serve.context_chars' must be >= 0")
     emb = settings.embedder.model
     if not emb.startswith(("local/", "litellm/")):
         raise ConfigError(

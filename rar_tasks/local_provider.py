@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from litellm import CustomLLM
@@ -82,6 +82,12 @@ class GGUFProvider(CustomLLM):
             kwargs["grammar"] = LlamaGrammar.from_string(grammar, verbose=False)
         if optional_params.get("stop"):
             kwargs["stop"] = optional_params["stop"]
+        # llama.cpp returns tool calls only for a named `tool_choice` (arguments constrained by
+        # the tool's JSON schema); with "auto" the tools reach the chat template, text comes back.
+        if optional_params.get("tools"):
+            kwargs["tools"] = optional_params["tools"]
+            if isinstance(optional_params.get("tool_choice"), dict):
+                kwargs["tool_choice"] = optional_params["tool_choice"]
         return llm, lock, kwargs
 
     def completion(
@@ -112,6 +118,8 @@ class GGUFProvider(CustomLLM):
         choice = out["choices"][0]
         model_response.choices[0].message.content = choice["message"]["content"] or ""
         model_response.choices[0].finish_reason = choice.get("finish_reason") or "stop"
+        if choice["message"].get("tool_calls"):
+            model_response.choices[0].message.tool_calls = _tool_calls(choice["message"])
         usage = out["usage"]
         model_response.usage = _usage(usage["prompt_tokens"], usage["completion_tokens"])
         model_response.model = model
@@ -142,7 +150,7 @@ class GGUFProvider(CustomLLM):
         client=None,
     ) -> Iterator[GenericStreamingChunk]:
         llm, lock, kwargs = self._chat(model, messages, optional_params, stream=True)
-        prompt_tokens = len(llm.tokenize(_flatten(messages).encode(), add_bos=False))
+        prompt_tokens = 0
         produced = 0
         with lock:
             for part in llm.create_chat_completion(**kwargs):
@@ -150,6 +158,9 @@ class GGUFProvider(CustomLLM):
                 finish = part["choices"][0].get("finish_reason")
                 if delta:
                     produced += 1
+                if finish:
+                    # The context holds the chat-formatted prompt and the answer once done.
+                    prompt_tokens = max(int(llm.n_tokens) - produced, 0)
                 yield GenericStreamingChunk(
                     text=delta,
                     is_finished=finish is not None,
@@ -165,6 +176,37 @@ class GGUFProvider(CustomLLM):
                     else None,
                 )
 
+    async def astreaming(self, *args, **kwargs) -> AsyncIterator[GenericStreamingChunk]:
+        """Async twin of `streaming`: each chunk is produced in a worker thread."""
+        import asyncio
+
+        chunks = self.streaming(*args, **kwargs)
+        done = object()
+        try:
+            while True:
+                chunk = await asyncio.to_thread(next, chunks, done)
+                if chunk is done:
+                    return
+                yield chunk
+        finally:
+            # Closing the generator releases the model lock when the caller stops early.
+            await asyncio.to_thread(chunks.close)
+
+
+def _tool_calls(message: dict) -> list:
+    from litellm.types.utils import ChatCompletionMessageToolCall, Function
+
+    return [
+        ChatCompletionMessageToolCall(
+            id=call.get("id"),
+            type="function",
+            function=Function(
+                name=call["function"]["name"], arguments=call["function"]["arguments"]
+            ),
+        )
+        for call in message["tool_calls"]
+    ]
+
 
 def _usage(prompt: int, completion: int):
     from litellm.types.utils import Usage
@@ -172,10 +214,6 @@ def _usage(prompt: int, completion: int):
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )
-
-
-def _flatten(messages: list) -> str:
-    return "\n".join(str(m.get("content") or "") for m in messages)
 
 
 _registered: GGUFProvider | None = None

@@ -17,6 +17,8 @@ GUIDE_INSTRUCTION = (
     "of this particular question."
 )
 
+GUIDE_HEADING = "Guide for questions of this kind:\n"
+
 JUDGE_RUBRIC = (
     "You grade a candidate answer against a reference answer from a stronger model. Reply Y "
     "if the candidate reaches the same final answer and is not wrong or misleading; otherwise "
@@ -25,12 +27,31 @@ JUDGE_RUBRIC = (
 
 
 def answer_messages(request: Request, guide: str = "") -> list[dict]:
-    """Messages for the weak or strong model to answer `request`, with an optional guide."""
+    """Messages for the weak or strong model to answer `request`, with an optional guide.
+
+    A chat request keeps its own messages; the guide is appended to its first system prompt,
+    or goes in a system prompt of its own placed first.
+    """
+    if request.chat is not None:
+        return chat_messages(request.chat.messages, guide)
     system = ANSWER_SYSTEM[request.kind]
     if guide:
-        system += "\n\nGuide for questions of this kind:\n" + guide.strip()
+        system += "\n\n" + GUIDE_HEADING + guide.strip()
     user = request.text + ("\nAnswer:" if request.kind == "choice" else "")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def chat_messages(messages: list[dict], guide: str = "") -> list[dict]:
+    """A copy of chat `messages` with `guide` added to the system prompt (unchanged without)."""
+    out = [dict(m) for m in messages]
+    if not guide:
+        return out
+    note = GUIDE_HEADING + guide.strip()
+    for message in out:
+        if message.get("role") == "system" and isinstance(message.get("content"), str):
+            message["content"] = message["content"] + "\n\n" + note
+            return out
+    return [{"role": "system", "content": note}] + out
 
 
 def guide_messages(request: Request, sentences: int = 3) -> list[dict]:

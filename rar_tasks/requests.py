@@ -25,8 +25,26 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
 @dataclass
+class Chat:
+    """The full chat form of a request (LangChain and HTTP use): the serving model sees these
+    messages, with the guide added to the system prompt, instead of `Request.text` alone.
+
+    `messages` are OpenAI-style dicts (system prompts and earlier turns kept as given);
+    `tools` and `tool_choice` pass through to whichever model serves; `max_tokens` caps the
+    answer (default: the model's configured `max_tokens`).
+    """
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    max_tokens: int | None = None
+
+
+@dataclass
 class Request:
-    """One request to route. `text` is what the models see and what is embedded."""
+    """One request to route. `text` is what the models see and what is embedded; for a chat
+    request (`chat` set), `text` is what is embedded and remembered, and the models see `chat`.
+    """
 
     id: str
     text: str
@@ -35,6 +53,7 @@ class Request:
     label: str | None = None
     n_choices: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    chat: Chat | None = None
 
 
 def request_id_for(namespace: str, text: str) -> str:

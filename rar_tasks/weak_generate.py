@@ -16,7 +16,13 @@ def answer_with(ctx: RARContext, side: str, request: Request, guide: str = "") -
     cfg = getattr(ctx.settings, side)
     grammar = letter_grammar(request.n_choices) if request.kind == "choice" else None
     max_tokens = 4 if request.kind == "choice" else None
-    return call_model(ctx.settings, cfg, answer_messages(request, guide), max_tokens, grammar)
+    messages = answer_messages(request, guide)
+    chat = request.chat
+    if chat is None:
+        return call_model(ctx.settings, cfg, messages, max_tokens, grammar)
+    return call_model(
+        ctx.settings, cfg, messages, chat.max_tokens, None, chat.tools, chat.tool_choice
+    )
 
 
 @task(name="weak-generate", cache_policy=NO_CACHE)
