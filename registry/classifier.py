@@ -20,25 +20,30 @@ class WeakGoodClassifier:
     learns `threshold_`.
 
     Args:
-        l2: weight of the L2 penalty on `coef_` (per mean log-loss); larger is smoother.
-        max_iter: L-BFGS iterations.
+        l2: weight of the L2 penalty on `coef_` (against the summed log-loss); larger is
+            smoother.
+        max_iter: Newton iterations at most.
 
     Example:
-        >>> clf = WeakGoodClassifier(l2=1e-2).fit(vectors, weak_good)
+        >>> clf = WeakGoodClassifier(l2=1.0).fit(vectors, weak_good)
         >>> clf.calibrate(vectors, target_strong_rate=0.3).predict_weak(vectors)
     """
 
-    def __init__(self, l2: float = 1e-2, max_iter: int = 200):
+    def __init__(self, l2: float = 1.0, max_iter: int = 25):
         self.l2 = l2
         self.max_iter = max_iter
 
     def fit(self, vectors: np.ndarray, weak_good: np.ndarray) -> WeakGoodClassifier:
         """Fit on unit embeddings `vectors` (n, d) and booleans `weak_good` (n,).
 
+        Uses the replay harness' logistic regression, so a router version and the replay
+        baseline of the same name are the same model.
+
         Raises:
             NotEnoughDataError: fewer than two rows, or only one class among the labels.
         """
-        from scipy.optimize import minimize
+        from rar_tasks.errors import RequestError
+        from rar_tasks.replay.baselines import fit_logistic
 
         x = np.asarray(vectors, dtype=np.float64)
         y = np.asarray(weak_good, dtype=np.float64)
@@ -52,27 +57,12 @@ class WeakGoodClassifier:
                 f"verdicts: all {len(y)} training entries have the same verdict; memory needs "
                 "both weak-good-enough and strong-needed entries to fit a router"
             )
-        n, d = x.shape
-
-        def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            w, b = theta[:d], theta[d]
-            z = x @ w + b
-            # log(1 + e^z) - y z, written to stay finite for large |z|.
-            loss = np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * self.l2 * w @ w
-            err = (_sigmoid(z) - y) / n
-            grad = np.empty(d + 1)
-            grad[:d] = x.T @ err + self.l2 * w
-            grad[d] = err.sum()
-            return float(loss), grad
-
-        prior = np.clip(y.mean(), 1e-6, 1 - 1e-6)
-        start = np.zeros(d + 1)
-        start[d] = np.log(prior / (1 - prior))
-        result = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B",
-                          options={"maxiter": self.max_iter})
-        self.coef_ = result.x[:d].astype(np.float32)
-        self.intercept_ = float(result.x[d])
-        self.n_iter_ = int(result.nit)
+        try:
+            weights, bias = fit_logistic(x, y, l2=self.l2, iterations=self.max_iter)
+        except RequestError as exc:
+            raise NotEnoughDataError(str(exc)) from exc
+        self.coef_ = np.asarray(weights, dtype=np.float32)
+        self.intercept_ = float(bias)
         self.threshold_ = 0.5
         return self
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rar_tasks.replay.metrics import apgr, auc, curve_from_scores
+
 
 def holdout_metrics(scores: np.ndarray, threshold: float, weak_good: np.ndarray) -> dict:
     """Metrics of routing `weak` where `scores >= threshold`, on entries labelled `weak_good`.
@@ -19,7 +21,8 @@ def holdout_metrics(scores: np.ndarray, threshold: float, weak_good: np.ndarray)
     Returns:
         `quality` (share answered well), `strong_call_rate`, `weak_precision` (share of weak
         routes whose weak answer was good), `missed_strong` (share routed weak that needed the
-        strong model), `auc` (of the scores against the labels; NaN with one class), `n`.
+        strong model), `auc` (of the scores against the labels; NaN with one class), `apgr`
+        (the replay harness' average performance gap recovered over all thresholds), `n`.
     """
     scores = np.asarray(scores, dtype=np.float64)
     good = np.asarray(weak_good, dtype=bool)
@@ -28,31 +31,26 @@ def holdout_metrics(scores: np.ndarray, threshold: float, weak_good: np.ndarray)
     if n == 0:
         nan = float("nan")
         return {"n": 0, "quality": nan, "strong_call_rate": nan, "weak_precision": nan,
-                "missed_strong": nan, "auc": nan}
+                "missed_strong": nan, "auc": nan, "apgr": nan}
     return {
         "n": n,
         "quality": float(np.mean(~weak | good)),
         "strong_call_rate": float(np.mean(~weak)),
         "weak_precision": float(np.mean(good[weak])) if weak.any() else float("nan"),
         "missed_strong": float(np.mean(weak & ~good)),
-        "auc": roc_auc(scores, good),
+        "auc": auc(scores, good),
+        "apgr": _apgr(scores, good),
     }
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum formula, ties counted half."""
-    labels = np.asarray(labels, dtype=bool)
-    pos, neg = int(labels.sum()), int((~labels).sum())
-    if pos == 0 or neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = np.asarray(scores)[order]
-    # Average ranks over ties.
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, count in zip(first, counts, strict=True):
-        ranks[order[start:start + count]] = start + (count + 1) / 2.0
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+def _apgr(scores: np.ndarray, good: np.ndarray) -> float:
+    """APGR of the score over all thresholds: quality 1 for a good weak answer or any strong
+    one, 0 otherwise; a strong call costs 1, a weak one 0."""
+    weak_q = good.astype(np.float64)
+    strong_q = np.ones_like(weak_q)
+    curve = curve_from_scores(scores, weak_q, strong_q, np.zeros_like(weak_q), strong_q)
+    q_weak = float(weak_q.mean())
+    return apgr(curve, q_weak, 1.0) if q_weak < 1.0 else float("nan")
 
 
 @dataclass
