@@ -207,6 +207,11 @@ def _print_summary(console, summary: dict) -> None:
     console.print(table)
 
 
+from rar_tasks.cli_eval import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+
+
 def main() -> None:
     app()
 

@@ -36,8 +36,9 @@ class ThresholdRouter:
         score = float(self.score(request, vector))
         if score >= self.threshold:
             return Route(WEAK, score, f"{self.name} score={score:.3f}>=threshold", vector=vector)
-        return Route(self.escalate_kind, score, f"{self.name} score={score:.3f}<threshold",
-                     vector=vector)
+        return Route(
+            self.escalate_kind, score, f"{self.name} score={score:.3f}<threshold", vector=vector
+        )
 
     def learn(self, record: MemoryRecord) -> None:
         return None
@@ -96,8 +97,9 @@ class Oracle(ThresholdRouter):
         return 1.0 if self.weak_enough[request.id] else 0.0
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0,
-                 iterations: int = 25) -> tuple[np.ndarray, float]:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 25
+) -> tuple[np.ndarray, float]:
     """L2-regularised logistic regression by Newton's method; returns (weights, bias).
 
     Args:
@@ -160,8 +162,9 @@ class HybridLLMRouter(LogisticRouter):
 
     name = "hybrid-llm"
 
-    def fit_gap(self, vectors: np.ndarray, weak_quality: np.ndarray,
-                strong_quality: np.ndarray) -> HybridLLMRouter:
+    def fit_gap(
+        self, vectors: np.ndarray, weak_quality: np.ndarray, strong_quality: np.ndarray
+    ) -> HybridLLMRouter:
         gap = np.asarray(strong_quality, dtype=float) - np.asarray(weak_quality, dtype=float)
         candidates = [t for t in np.unique(gap) if 0 < np.mean(gap <= t) < 1] or [0.0]
         self.t_ = float(min(candidates, key=lambda t: abs(np.mean(gap <= t) - 0.5)))
@@ -210,8 +213,12 @@ class FrugalGPTCascade(LogisticRouter):
     name = "frugalgpt"
     escalate_kind = LEARN
 
-    def __init__(self, answer_vector: Callable[[Request], np.ndarray | None],
-                 l2: float = 1.0, threshold: float = 0.5):
+    def __init__(
+        self,
+        answer_vector: Callable[[Request], np.ndarray | None],
+        l2: float = 1.0,
+        threshold: float = 0.5,
+    ):
         super().__init__(l2, threshold)
         self.answer_vector = answer_vector
 
@@ -237,9 +244,11 @@ class TabiCascade(ThresholdRouter):
     def score(self, request: Request, vector: np.ndarray) -> float:
         confidence = request.meta.get("weak_confidence")
         if confidence is None:
-            raise RequestError("meta.weak_confidence",
-                               f"missing for {request.id!r}; Tabi needs the weak model's "
-                               "confidence, which this recording does not hold")
+            raise RequestError(
+                "meta.weak_confidence",
+                f"missing for {request.id!r}; Tabi needs the weak model's "
+                "confidence, which this recording does not hold",
+            )
         confidence = float(confidence)
         if not 0.0 <= confidence <= 1.0:
             raise RequestError("meta.weak_confidence", f"must be in [0, 1], got {confidence}")

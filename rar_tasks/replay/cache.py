@@ -17,14 +17,16 @@ from rar_tasks.embed import Embedder, LocalMiniLM
 log = logging.getLogger("rar.replay")
 
 
-def cache_path(data_dir: Path, name: str, sha256: str, embedder_name: str, n: int,
-               part: str = "requests") -> Path:
+def cache_path(
+    data_dir: Path, name: str, sha256: str, embedder_name: str, n: int, part: str = "requests"
+) -> Path:
     safe = embedder_name.replace("/", "_")
     return data_dir / "replay" / "embeddings" / f"{name}-{part}-{sha256[:16]}-{safe}-{n}.npy"
 
 
-def cached_embeddings(texts: list[str], path: Path, embedder: Embedder | None = None,
-                      batch: int = 256) -> np.ndarray:
+def cached_embeddings(
+    texts: list[str], path: Path, embedder: Embedder | None = None, batch: int = 256
+) -> np.ndarray:
     """Vectors of `texts` (unit rows, float32), read from `path` or computed and saved there.
 
     Args:
@@ -37,19 +39,27 @@ def cached_embeddings(texts: list[str], path: Path, embedder: Embedder | None = 
         vectors = np.load(path)
         if vectors.shape[0] == len(texts):
             return vectors
-        log.warning("event=embedding_cache_mismatch path=%s rows=%d texts=%d",
-                    path, vectors.shape[0], len(texts))
+        log.warning(
+            "event=embedding_cache_mismatch path=%s rows=%d texts=%d",
+            path,
+            vectors.shape[0],
+            len(texts),
+        )
     embedder = embedder or LocalMiniLM(torch_threads=2)
     started = time.perf_counter()
     parts = []
     for start in range(0, len(texts), batch):
-        parts.append(embedder.embed(texts[start:start + batch]))
+        parts.append(embedder.embed(texts[start : start + batch]))
         log.info("event=embedding_progress done=%d total=%d", start + len(parts[-1]), len(texts))
     vectors = np.vstack(parts).astype(np.float32) if parts else np.zeros((0, embedder.dim))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, vectors)
     tmp.replace(path)
-    log.info("event=embeddings_cached path=%s rows=%d seconds=%.1f", path, len(texts),
-             time.perf_counter() - started)
+    log.info(
+        "event=embeddings_cached path=%s rows=%d seconds=%.1f",
+        path,
+        len(texts),
+        time.perf_counter() - started,
+    )
     return vectors

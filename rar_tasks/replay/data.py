@@ -112,8 +112,7 @@ def _encoding():
 def count_tokens(texts: list[str]) -> np.ndarray:
     """Token counts with GPT-4's tokenizer (cl100k_base); used for both models' prices."""
     enc = _encoding()
-    return np.array([len(t) for t in enc.encode_ordinary_batch(texts, num_threads=1)],
-                    dtype=float)
+    return np.array([len(t) for t in enc.encode_ordinary_batch(texts, num_threads=1)], dtype=float)
 
 
 def _sha256(paths: list[Path]) -> str:
@@ -155,8 +154,17 @@ def load_routellm_mmlu(root: Path, subjects: list[str] | None = None) -> ReplayD
             for i, row in enumerate(csv.DictReader(fh)):
                 # The recorded prompt ends with "Answer:"; live requests carry no such cue.
                 text = row["prompt"].removesuffix("Answer:").rstrip()
-                requests.append(Request(f"routellm-mmlu/{subject}/{i}", text, "routellm-mmlu",
-                                        "choice", None, 4, {"subject": subject}))
+                requests.append(
+                    Request(
+                        f"routellm-mmlu/{subject}/{i}",
+                        text,
+                        "routellm-mmlu",
+                        "choice",
+                        None,
+                        4,
+                        {"subject": subject},
+                    )
+                )
                 weak.append(_bool(row[WEAK_MODEL], f"{path.name}:{i + 2}.weak"))
                 strong.append(_bool(row[STRONG_MODEL], f"{path.name}:{i + 2}.strong"))
                 groups.append(subject)
@@ -164,11 +172,21 @@ def load_routellm_mmlu(root: Path, subjects: list[str] | None = None) -> ReplayD
     n = len(requests)
     out_tokens = np.full(n, float(MMLU_OUTPUT_TOKENS))
     return ReplayDataset(
-        "routellm-mmlu", requests, weak_q, strong_q, weak_q.astype(bool), np.array(groups),
-        count_tokens([r.text for r in requests]), out_tokens, out_tokens.copy(),
-        "ground_truth", _sha256(paths),
-        notes=[f"output tokens: none recorded, counted as {MMLU_OUTPUT_TOKENS} (a choice "
-               "letter) for both models"],
+        "routellm-mmlu",
+        requests,
+        weak_q,
+        strong_q,
+        weak_q.astype(bool),
+        np.array(groups),
+        count_tokens([r.text for r in requests]),
+        out_tokens,
+        out_tokens.copy(),
+        "ground_truth",
+        _sha256(paths),
+        notes=[
+            f"output tokens: none recorded, counted as {MMLU_OUTPUT_TOKENS} (a choice "
+            "letter) for both models"
+        ],
     )
 
 
@@ -188,8 +206,11 @@ def load_routellm_gsm8k(root: Path, judge: str = "agreement") -> ReplayDataset:
     requests, weak, strong, agree, weak_texts, strong_texts = [], [], [], [], [], []
     with path.open(newline="") as fh:
         for i, row in enumerate(csv.DictReader(fh)):
-            requests.append(Request(f"routellm-gsm8k/{i}", row["prompt"], "routellm-gsm8k",
-                                    "number", None, 0, {}))
+            requests.append(
+                Request(
+                    f"routellm-gsm8k/{i}", row["prompt"], "routellm-gsm8k", "number", None, 0, {}
+                )
+            )
             weak.append(_bool(row[WEAK_MODEL], f"row {i}.weak"))
             strong.append(_bool(row[STRONG_MODEL], f"row {i}.strong"))
             w_text, s_text = row[f"{WEAK_MODEL}_response"], row[f"{STRONG_MODEL}_response"]
@@ -200,15 +221,25 @@ def load_routellm_gsm8k(root: Path, judge: str = "agreement") -> ReplayDataset:
     weak_q, strong_q = np.array(weak, dtype=float), np.array(strong, dtype=float)
     good = np.array(agree) if judge == "agreement" else weak_q.astype(bool)
     return ReplayDataset(
-        "routellm-gsm8k", requests, weak_q, strong_q, good, np.array(["gsm8k"] * len(requests)),
-        count_tokens([r.text for r in requests]), count_tokens(weak_texts),
-        count_tokens(strong_texts), judge, _sha256([path]), weak_texts,
+        "routellm-gsm8k",
+        requests,
+        weak_q,
+        strong_q,
+        good,
+        np.array(["gsm8k"] * len(requests)),
+        count_tokens([r.text for r in requests]),
+        count_tokens(weak_texts),
+        count_tokens(strong_texts),
+        judge,
+        _sha256([path]),
+        weak_texts,
         notes=["token counts: prompts and both recorded responses (cl100k_base)"],
     )
 
 
-_ASSISTANT = re.compile(r"### Assistant A:\n(.*?)(?=\n\n### User:|\n\n<\|The End of Assistant)",
-                        re.DOTALL)
+_ASSISTANT = re.compile(
+    r"### Assistant A:\n(.*?)(?=\n\n### User:|\n\n<\|The End of Assistant)", re.DOTALL
+)
 
 
 def load_routellm_mtbench(root: Path, tolerance: float = 0.0) -> ReplayDataset:
@@ -239,9 +270,17 @@ def load_routellm_mtbench(root: Path, tolerance: float = 0.0) -> ReplayDataset:
         w_key, s_key = (qid, WEAK_MODEL), (qid, STRONG_MODEL)
         if len(scores.get(w_key, [])) != 2 or len(scores.get(s_key, [])) != 2:
             raise RequestError("judgements", f"question {qid} lacks two turn scores per model")
-        requests.append(Request(f"routellm-mtbench/{qid}", "\n\n".join(turns),
-                                "routellm-mtbench", "text", None, 0,
-                                {"category": q["category"]}))
+        requests.append(
+            Request(
+                f"routellm-mtbench/{qid}",
+                "\n\n".join(turns),
+                "routellm-mtbench",
+                "text",
+                None,
+                0,
+                {"category": q["category"]},
+            )
+        )
         weak.append(np.mean(scores[w_key]))
         strong.append(np.mean(scores[s_key]))
         groups.append(q["category"])
@@ -254,17 +293,27 @@ def load_routellm_mtbench(root: Path, tolerance: float = 0.0) -> ReplayDataset:
         s_out.append(s_tokens)
     weak_q, strong_q = np.array(weak), np.array(strong)
     return ReplayDataset(
-        "routellm-mtbench", requests, weak_q, strong_q, weak_q >= strong_q - tolerance,
-        np.array(groups), np.array(in_tok, dtype=float), np.array(w_out, dtype=float),
-        np.array(s_out, dtype=float), f"score_within_{tolerance:g}",
+        "routellm-mtbench",
+        requests,
+        weak_q,
+        strong_q,
+        weak_q >= strong_q - tolerance,
+        np.array(groups),
+        np.array(in_tok, dtype=float),
+        np.array(w_out, dtype=float),
+        np.array(s_out, dtype=float),
+        f"score_within_{tolerance:g}",
         _sha256([q_path, j_path]),
-        notes=["quality: mean GPT-4 judge score (1-10) of both turns",
-               "input tokens: both user turns plus turn one re-sent, approximated"],
+        notes=[
+            "quality: mean GPT-4 judge score (1-10) of both turns",
+            "input tokens: both user turns plus turn one re-sent, approximated",
+        ],
     )
 
 
-def load_dataset(name: str, root: Path, subjects: list[str] | None = None,
-                 judge: str | None = None) -> ReplayDataset:
+def load_dataset(
+    name: str, root: Path, subjects: list[str] | None = None, judge: str | None = None
+) -> ReplayDataset:
     """Load one of `DATASETS` by name.
 
     Raises:

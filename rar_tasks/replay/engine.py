@@ -49,13 +49,21 @@ class StreamResult:
 def record_for(ds: ReplayDataset, i: int, vector: np.ndarray) -> MemoryRecord:
     """What memory learns from a learning route on request `i`: the replay judge's verdict."""
     request = ds.requests[i]
-    return MemoryRecord(request.id, request.namespace, request.text, vector.tolist(),
-                        WEAK_OK if ds.weak_good[i] else STRONG_NEEDED, judge=ds.judge,
-                        weak_model=WEAK_MODEL, strong_model=STRONG_MODEL)
+    return MemoryRecord(
+        request.id,
+        request.namespace,
+        request.text,
+        vector.tolist(),
+        WEAK_OK if ds.weak_good[i] else STRONG_NEEDED,
+        judge=ds.judge,
+        weak_model=WEAK_MODEL,
+        strong_model=STRONG_MODEL,
+    )
 
 
-def replay_stream(router: Router, ds: ReplayDataset, vectors: np.ndarray,
-                  order: np.ndarray) -> StreamResult:
+def replay_stream(
+    router: Router, ds: ReplayDataset, vectors: np.ndarray, order: np.ndarray
+) -> StreamResult:
     """Serve `ds.requests[order]` with `router`, learning after every `learn` route.
 
     Args:
@@ -64,8 +72,12 @@ def replay_stream(router: Router, ds: ReplayDataset, vectors: np.ndarray,
         order: indices into `ds`, in stream order.
     """
     weak_cost, strong_cost = ds.weak_cost, ds.strong_cost
-    kinds, scores, quality, cost = [], np.empty(len(order)), np.empty(len(order)), \
-        np.empty(len(order))
+    kinds, scores, quality, cost = (
+        [],
+        np.empty(len(order)),
+        np.empty(len(order)),
+        np.empty(len(order)),
+    )
     for pos, i in enumerate(order):
         route = router.route(ds.requests[i], vectors[i])
         kinds.append(route.kind)
@@ -79,12 +91,12 @@ def replay_stream(router: Router, ds: ReplayDataset, vectors: np.ndarray,
             router.learn(record_for(ds, i, vectors[i]))
         else:
             raise ValueError(f"router {router.name!r} returned unknown route kind {route.kind!r}")
-    return StreamResult(router.name, [ds.requests[i].id for i in order], np.array(kinds),
-                        scores, quality, cost)
+    return StreamResult(
+        router.name, [ds.requests[i].id for i in order], np.array(kinds), scores, quality, cost
+    )
 
 
-def seed_memory(router: Router, ds: ReplayDataset, vectors: np.ndarray,
-                index: np.ndarray) -> None:
+def seed_memory(router: Router, ds: ReplayDataset, vectors: np.ndarray, index: np.ndarray) -> None:
     """Teach a learning router the verdicts of `index` before the stream (a warm start)."""
     for i in index:
         router.learn(record_for(ds, int(i), vectors[i]))

@@ -36,8 +36,19 @@ from rar_tasks.replay.engine import StreamResult, replay_stream, seed_memory
 from rar_tasks.replay.splits import Split
 from rar_tasks.routers import RARRouter
 
-ROUTERS = ("always-weak", "always-strong", "random", "oracle", "frugalgpt", "tabi", "knn",
-           "logistic", "hybrid-llm", "rar", "rar-warm")
+ROUTERS = (
+    "always-weak",
+    "always-strong",
+    "random",
+    "oracle",
+    "frugalgpt",
+    "tabi",
+    "knn",
+    "logistic",
+    "hybrid-llm",
+    "rar",
+    "rar-warm",
+)
 CASCADES = ("frugalgpt", "tabi")
 CONSTANT = ("always-weak", "always-strong")
 QUALITY_SHARE = 0.95
@@ -101,8 +112,14 @@ def _weak_enough(ds: ReplayDataset) -> np.ndarray:
     return ds.weak_quality >= ds.strong_quality
 
 
-def build_score_router(name: str, ds: ReplayDataset, vectors: np.ndarray, train: np.ndarray,
-                       seed: int, answer_vectors: np.ndarray | None = None):
+def build_score_router(
+    name: str,
+    ds: ReplayDataset,
+    vectors: np.ndarray,
+    train: np.ndarray,
+    seed: int,
+    answer_vectors: np.ndarray | None = None,
+):
     """A fitted score router (everything but RAR)."""
     if name == "always-weak":
         return AlwaysWeak()
@@ -120,11 +137,15 @@ def build_score_router(name: str, ds: ReplayDataset, vectors: np.ndarray, train:
     if name == "logistic":
         return LogisticRouter().fit(vectors[train], labels)
     if name == "hybrid-llm":
-        return HybridLLMRouter().fit_gap(vectors[train], ds.weak_quality[train],
-                                         ds.strong_quality[train])
+        return HybridLLMRouter().fit_gap(
+            vectors[train], ds.weak_quality[train], ds.strong_quality[train]
+        )
     if name == "frugalgpt":
-        lookup = ({r.id: answer_vectors[i] for i, r in enumerate(ds.requests)}
-                  if answer_vectors is not None else {})
+        lookup = (
+            {r.id: answer_vectors[i] for i, r in enumerate(ds.requests)}
+            if answer_vectors is not None
+            else {}
+        )
         router = FrugalGPTCascade(lambda request: lookup.get(request.id))
         features = np.array([router.features(ds.requests[i], vectors[i]) for i in train])
         return router.fit(features, labels)
@@ -132,8 +153,12 @@ def build_score_router(name: str, ds: ReplayDataset, vectors: np.ndarray, train:
 
 
 def _stats(ds: ReplayDataset, index: np.ndarray) -> tuple[float, float, float, float]:
-    return (float(ds.weak_quality[index].mean()), float(ds.strong_quality[index].mean()),
-            float(ds.weak_cost[index].mean()), float(ds.strong_cost[index].mean()))
+    return (
+        float(ds.weak_quality[index].mean()),
+        float(ds.strong_quality[index].mean()),
+        float(ds.weak_cost[index].mean()),
+        float(ds.strong_cost[index].mean()),
+    )
 
 
 def _curve_metrics(curve: metrics.Curve, qw: float, qs: float, cw: float, cs: float) -> dict:
@@ -154,8 +179,13 @@ def _pick(curve: metrics.Curve, target: float) -> int:
     return int(np.argmax(curve.quality))
 
 
-def evaluate_score_router(name: str, ds: ReplayDataset, vectors: np.ndarray, split: Split,
-                          answer_vectors: np.ndarray | None = None) -> RouterResult:
+def evaluate_score_router(
+    name: str,
+    ds: ReplayDataset,
+    vectors: np.ndarray,
+    split: Split,
+    answer_vectors: np.ndarray | None = None,
+) -> RouterResult:
     """Fit on train, choose the threshold on dev, replay the test stream with it."""
     started = time.perf_counter()
     router = build_score_router(name, ds, vectors, split.train, split.seed, answer_vectors)
@@ -165,43 +195,79 @@ def evaluate_score_router(name: str, ds: ReplayDataset, vectors: np.ndarray, spl
         # One operating point, nothing to tune; curve numbers would only describe the
         # straight line the metrics draw to the other pure route, so they are left out.
         test = replay_stream(router, ds, vectors, t)
-        curve = metrics.curve_from_points([test.strong_call_rate], [test.mean_quality],
-                                          [test.cost_per_request])
+        curve = metrics.curve_from_points(
+            [test.strong_call_rate], [test.mean_quality], [test.cost_per_request]
+        )
         result = _result(name, ds, split, curve, test, {"threshold": router.threshold})
         reached = test.mean_quality >= QUALITY_SHARE * result.strong_quality - 1e-12
-        result.metrics = {"apgr": float("nan"), "cpt50": float("nan"), "cpt80": float("nan"),
-                          "aiq": float("nan"),
-                          "rate_at_95": test.strong_call_rate if reached else float("nan")}
+        result.metrics = {"rate_at_95": test.strong_call_rate if reached else float("nan")}
         result.seconds = time.perf_counter() - started
         return result
     dev = replay_stream(router, ds, vectors, split.dev)
-    dev_curve = metrics.curve_from_scores(dev.scores, ds.weak_quality[split.dev],
-                                          ds.strong_quality[split.dev], ds.weak_cost[split.dev],
-                                          ds.strong_cost[split.dev], cascade)
+    dev_curve = metrics.curve_from_scores(
+        dev.scores,
+        ds.weak_quality[split.dev],
+        ds.strong_quality[split.dev],
+        ds.weak_cost[split.dev],
+        ds.strong_cost[split.dev],
+        cascade,
+    )
     j = _pick(dev_curve, QUALITY_SHARE * ds.strong_quality[split.dev].mean())
     router.threshold = float(dev_curve.thresholds[j])
     test = replay_stream(router, ds, vectors, t)
-    curve = metrics.curve_from_scores(test.scores, ds.weak_quality[t], ds.strong_quality[t],
-                                      ds.weak_cost[t], ds.strong_cost[t], cascade)
+    curve = metrics.curve_from_scores(
+        test.scores,
+        ds.weak_quality[t],
+        ds.strong_quality[t],
+        ds.weak_cost[t],
+        ds.strong_cost[t],
+        cascade,
+    )
     result = _result(name, ds, split, curve, test, {"threshold": router.threshold})
     result.metrics["auc"] = metrics.auc(test.scores, _weak_enough(ds)[t])
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _result(name: str, ds: ReplayDataset, split: Split, curve: metrics.Curve,
-            test: StreamResult, tuned: dict) -> RouterResult:
+def _result(
+    name: str,
+    ds: ReplayDataset,
+    split: Split,
+    curve: metrics.Curve,
+    test: StreamResult,
+    tuned: dict,
+) -> RouterResult:
     qw, qs, cw, cs = _stats(ds, split.test)
     return RouterResult(
-        name, ds.name, split.seed, split.kind, len(split.test), qw, qs, cw, cs,
-        curve.strong_rate.tolist(), curve.quality.tolist(), curve.cost.tolist(), tuned,
-        test.strong_call_rate, test.mean_quality, test.cost_per_request,
-        test.strong_called.tolist(), _curve_metrics(curve, qw, qs, cw, cs), _note(name, ds),
+        name,
+        ds.name,
+        split.seed,
+        split.kind,
+        len(split.test),
+        qw,
+        qs,
+        cw,
+        cs,
+        curve.strong_rate.tolist(),
+        curve.quality.tolist(),
+        curve.cost.tolist(),
+        tuned,
+        test.strong_call_rate,
+        test.mean_quality,
+        test.cost_per_request,
+        test.strong_called.tolist(),
+        _curve_metrics(curve, qw, qs, cw, cs),
+        _note(name, ds),
     )
 
 
-def run_rar(ds: ReplayDataset, vectors: np.ndarray, stream: np.ndarray, config: RouterConfig,
-            warm: np.ndarray | None = None) -> StreamResult:
+def run_rar(
+    ds: ReplayDataset,
+    vectors: np.ndarray,
+    stream: np.ndarray,
+    config: RouterConfig,
+    warm: np.ndarray | None = None,
+) -> StreamResult:
     """One RAR replay: a fresh ArrayMemory (seeded with `warm` when given), then the stream."""
     router = RARRouter(ArrayMemory(vectors.shape[1]), config)
     if warm is not None:
@@ -212,13 +278,13 @@ def run_rar(ds: ReplayDataset, vectors: np.ndarray, stream: np.ndarray, config: 
 def _rar_grid() -> list[RouterConfig]:
     configs = []
     for k, sim, share in itertools.product(*RAR_GRID.values()):
-        configs.append(RouterConfig(k=k, min_similarity=sim, min_agreeing=2,
-                                    min_agree_share=share))
+        configs.append(RouterConfig(k=k, min_similarity=sim, min_agreeing=2, min_agree_share=share))
     return configs
 
 
-def evaluate_rar(ds: ReplayDataset, vectors: np.ndarray, split: Split,
-                 warm: bool = False) -> RouterResult:
+def evaluate_rar(
+    ds: ReplayDataset, vectors: np.ndarray, split: Split, warm: bool = False
+) -> RouterResult:
     """Tune RAR's thresholds on dev, replay the test stream with them, sweep the curve."""
     started = time.perf_counter()
     seed_rows = split.train if warm else None
@@ -239,23 +305,54 @@ def evaluate_rar(ds: ReplayDataset, vectors: np.ndarray, split: Split,
         run = run_rar(ds, vectors, split.test, swept, seed_rows)
         points.append((run.strong_call_rate, run.mean_quality, run.cost_per_request))
     curve = metrics.curve_from_points(*map(list, zip(*points, strict=True)))
-    tuned = {"k": config.k, "min_similarity": config.min_similarity,
-             "min_agreeing": config.min_agreeing, "min_agree_share": config.min_agree_share,
-             "dev_strong_rate": best[1], "dev_quality": best[2], "dev_reached_target": bool(ok)}
+    tuned = {
+        "k": config.k,
+        "min_similarity": config.min_similarity,
+        "min_agreeing": config.min_agreeing,
+        "min_agree_share": config.min_agree_share,
+        "dev_strong_rate": best[1],
+        "dev_quality": best[2],
+        "dev_reached_target": bool(ok),
+    }
     result = _result("rar-warm" if warm else "rar", ds, split, curve, test, tuned)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def evaluate(name: str, ds: ReplayDataset, vectors: np.ndarray, split: Split,
-             answer_vectors: np.ndarray | None = None) -> RouterResult:
+def evaluate(
+    name: str,
+    ds: ReplayDataset,
+    vectors: np.ndarray,
+    split: Split,
+    answer_vectors: np.ndarray | None = None,
+) -> RouterResult:
     """Evaluate router `name`; a router the recording cannot support comes back `skipped`."""
     reason = unavailable_reason(name, ds)
     if reason:
         qw, qs, cw, cs = _stats(ds, split.test)
-        return RouterResult(name, ds.name, split.seed, split.kind, len(split.test), qw, qs, cw,
-                            cs, [], [], [], {}, float("nan"), float("nan"), float("nan"), [],
-                            {}, reason, 0.0, True)
+        return RouterResult(
+            name,
+            ds.name,
+            split.seed,
+            split.kind,
+            len(split.test),
+            qw,
+            qs,
+            cw,
+            cs,
+            [],
+            [],
+            [],
+            {},
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            [],
+            {},
+            reason,
+            0.0,
+            True,
+        )
     if name in ("rar", "rar-warm"):
         return evaluate_rar(ds, vectors, split, warm=name == "rar-warm")
     return evaluate_score_router(name, ds, vectors, split, answer_vectors)

@@ -26,9 +26,14 @@ class Curve:
     thresholds: np.ndarray | None = None
 
 
-def curve_from_scores(scores: np.ndarray, weak_q: np.ndarray, strong_q: np.ndarray,
-                      weak_cost: np.ndarray, strong_cost: np.ndarray,
-                      cascade: bool = False) -> Curve:
+def curve_from_scores(
+    scores: np.ndarray,
+    weak_q: np.ndarray,
+    strong_q: np.ndarray,
+    weak_cost: np.ndarray,
+    strong_cost: np.ndarray,
+    cascade: bool = False,
+) -> Curve:
     """Every threshold of a score router: requests scoring below it go to the strong model.
 
     Tied scores move together, so only thresholds a router can actually realise appear.
@@ -43,18 +48,22 @@ def curve_from_scores(scores: np.ndarray, weak_q: np.ndarray, strong_q: np.ndarr
     # m escalated requests is realisable when m is 0, n, or falls between two distinct scores.
     m = np.concatenate([[0], np.flatnonzero(s[1:] != s[:-1]) + 1, [n]]) if n else np.array([0])
     thresholds = np.append(s[m[:-1]], np.inf) if n else np.array([np.inf])
-    return Curve(m / max(n, 1), (weak_q.sum() + gain[m]) / max(n, 1),
-                 (weak_cost.sum() + spend[m]) / max(n, 1), thresholds)
+    return Curve(
+        m / max(n, 1),
+        (weak_q.sum() + gain[m]) / max(n, 1),
+        (weak_cost.sum() + spend[m]) / max(n, 1),
+        thresholds,
+    )
 
 
 def curve_from_points(rates: list[float], qualities: list[float], costs: list[float]) -> Curve:
     order = np.argsort(rates, kind="stable")
-    return Curve(np.asarray(rates)[order], np.asarray(qualities)[order],
-                 np.asarray(costs)[order])
+    return Curve(np.asarray(rates)[order], np.asarray(qualities)[order], np.asarray(costs)[order])
 
 
-def _with_ends(curve: Curve, q_weak: float, q_strong: float, c_weak: float,
-               c_strong: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _with_ends(
+    curve: Curve, q_weak: float, q_strong: float, c_weak: float, c_strong: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rate = np.concatenate([[0.0], curve.strong_rate, [1.0]])
     qual = np.concatenate([[q_weak], curve.quality, [q_strong]])
     cost = np.concatenate([[c_weak], curve.cost, [c_strong]])
@@ -99,8 +108,11 @@ def aiq(curve: Curve, q_weak: float, q_strong: float, c_weak: float, c_strong: f
     hull_c, hull_q = _upper_hull(cost, qual)
     grid = np.linspace(c_weak, c_strong, 513)
     values = np.maximum.accumulate(np.interp(grid, hull_c, hull_q))
-    return float(np.trapezoid(values, grid) / (c_strong - c_weak)) if c_strong > c_weak else \
-        float(values.max())
+    return (
+        float(np.trapezoid(values, grid) / (c_strong - c_weak))
+        if c_strong > c_weak
+        else float(values.max())
+    )
 
 
 def _upper_hull(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,8 +37,7 @@ def _check_shares(dev: float, test: float) -> None:
         raise RequestError("split", f"dev={dev} and test={test} must be shares summing below 1")
 
 
-def split_by_question(texts: list[str], seed: int, dev: float = 0.2,
-                      test: float = 0.4) -> Split:
+def split_by_question(texts: list[str], seed: int, dev: float = 0.2, test: float = 0.4) -> Split:
     """Random split of distinct questions into train / dev / test shares.
 
     Raises:
@@ -51,15 +50,17 @@ def split_by_question(texts: list[str], seed: int, dev: float = 0.2,
     n_test, n_dev = round(len(distinct) * test), round(len(distinct) * dev)
     side = np.empty(len(distinct), dtype=int)
     side[distinct[:n_test]] = 2
-    side[distinct[n_test:n_test + n_dev]] = 1
-    side[distinct[n_test + n_dev:]] = 0
+    side[distinct[n_test : n_test + n_dev]] = 1
+    side[distinct[n_test + n_dev :]] = 0
     row_side = side[groups]
-    return Split("question", seed, *(_shuffled(np.flatnonzero(row_side == s), rng)
-                                     for s in (0, 1, 2)))
+    return Split(
+        "question", seed, *(_shuffled(np.flatnonzero(row_side == s), rng) for s in (0, 1, 2))
+    )
 
 
-def split_by_group(texts: list[str], groups: np.ndarray, seed: int, test: float = 0.25,
-                   dev: float = 0.2) -> Split:
+def split_by_group(
+    texts: list[str], groups: np.ndarray, seed: int, test: float = 0.25, dev: float = 0.2
+) -> Split:
     """Hold out a random `test` share of the groups (subjects, categories) for testing; the
     other groups' questions are split into train and dev, with texts shared with the test
     side dropped so no question crosses over.
@@ -79,8 +80,14 @@ def split_by_group(texts: list[str], groups: np.ndarray, seed: int, test: float 
     rest_groups = np.unique(text_ids[rest])
     dev_texts = set(rng.permutation(rest_groups)[: round(len(rest_groups) * dev)].tolist())
     on_dev = np.isin(text_ids[rest], list(dev_texts))
-    return Split("subject", seed, _shuffled(rest[~on_dev], rng), _shuffled(rest[on_dev], rng),
-                 _shuffled(np.flatnonzero(is_test), rng), held)
+    return Split(
+        "subject",
+        seed,
+        _shuffled(rest[~on_dev], rng),
+        _shuffled(rest[on_dev], rng),
+        _shuffled(np.flatnonzero(is_test), rng),
+        held,
+    )
 
 
 def _shuffled(index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
