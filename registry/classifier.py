@@ -77,15 +77,7 @@ class WeakGoodClassifier:
         Raises:
             ValueError: `target_strong_rate` outside [0, 1].
         """
-        if not 0.0 <= target_strong_rate <= 1.0:
-            raise ValueError(f"target_strong_rate must be in [0, 1], got {target_strong_rate}")
-        scores = self.score(vectors)
-        if target_strong_rate <= 0.0:
-            self.threshold_ = 0.0
-        elif target_strong_rate >= 1.0:
-            self.threshold_ = 1.0 + 1e-9
-        else:
-            self.threshold_ = float(np.quantile(scores, target_strong_rate))
+        self.threshold_ = threshold_for_rate(self.score(vectors), target_strong_rate)
         return self
 
     def predict_weak(self, vectors: np.ndarray) -> np.ndarray:
@@ -112,6 +104,21 @@ class WeakGoodClassifier:
         except (OSError, KeyError, ValueError, EOFError) as exc:
             raise ArtifactError(f"classifier file {path} is missing or corrupt: {exc}") from exc
         return clf
+
+
+def threshold_for_rate(scores: np.ndarray, target_strong_rate: float) -> float:
+    """The score below which `target_strong_rate` of `scores` fall.
+
+    Raises:
+        ValueError: `target_strong_rate` outside [0, 1].
+    """
+    if not 0.0 <= target_strong_rate <= 1.0:
+        raise ValueError(f"target_strong_rate must be in [0, 1], got {target_strong_rate}")
+    if target_strong_rate <= 0.0:
+        return 0.0
+    if target_strong_rate >= 1.0:
+        return 1.0 + 1e-9
+    return float(np.quantile(scores, target_strong_rate))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -99,7 +99,12 @@ def read_memory(uri: str | Path, table: str = "memory", namespace: str | None = 
         try:
             tbl.tags.create(tag, pinned)
         except Exception as exc:
-            raise MemoryStoreError(f"cannot tag memory version {pinned} as {tag!r}: {exc}") from exc
+            existing = _tag_version(tbl, tag)
+            if existing != pinned:
+                raise MemoryStoreError(
+                    f"cannot tag memory version {pinned} as {tag!r} (tag points at "
+                    f"{existing}): {exc}"
+                ) from exc
     try:
         data = tbl.to_arrow().select(COLUMNS)
     except Exception as exc:
@@ -109,6 +114,16 @@ def read_memory(uri: str | Path, table: str = "memory", namespace: str | None = 
 
         data = data.filter(pc.equal(data.column("namespace"), namespace))
     return _from_arrow(data, uri, table, pinned, tag or "")
+
+
+def _tag_version(tbl, tag: str) -> int | None:
+    try:
+        found = tbl.tags.list().get(tag)
+    except Exception:
+        return None
+    if found is None:
+        return None
+    return int(found["version"] if isinstance(found, dict) else found.version)
 
 
 def _from_arrow(data, uri: str, table: str, version: int, tag: str) -> MemorySnapshot:
