@@ -22,7 +22,7 @@ from rar_tasks.memory import GUIDE_OK, STRONG_NEEDED, WEAK_OK
 from rar_tasks.memory_update import memory_update
 from rar_tasks.predict_route import predict_route
 from rar_tasks.requests import Request
-from rar_tasks.routers import LEARN, STRONG, Route
+from rar_tasks.routers import LEARN, STRONG, WEAK, Route
 from rar_tasks.strong_guide import strong_answer, write_guide
 from rar_tasks.weak_generate import weak_generate
 
@@ -193,7 +193,8 @@ def _evaluate(
 
     ev = served.evaluation
     if "weak" not in ev:
-        if served.route != LEARN and not route.guide:
+        # Only an unguided weak route's own call is what always-weak would have answered.
+        if served.route == WEAK and not route.guide:
             _baseline(served, "weak", served.calls[0].generation)
         else:
             call = answer_with(ctx, "weak", request)
