@@ -211,6 +211,11 @@ from rar_tasks.cli_eval import eval_app  # noqa: E402
 
 app.add_typer(eval_app, name="eval")
 
+from rar_tasks.cli_registry import registry_app, retrain  # noqa: E402
+
+app.add_typer(registry_app, name="registry")
+app.command("retrain")(retrain)
+
 
 def main() -> None:
     app()
