@@ -199,6 +199,20 @@ class LanceMemory:
     def guide_count(self) -> int:
         return int(self._table.count_rows("guide != ''"))
 
+    def record_guide_use(self, guide_id: str, helped: bool) -> None:
+        """Count one judged use of guide `guide_id` on every entry carrying it; memory
+        maintenance retires guides that rarely help."""
+        if not guide_id:
+            return
+        values = {"guide_uses": "guide_uses + 1"}
+        if helped:
+            values["guide_successes"] = "guide_successes + 1"
+        with self._write_lock:
+            try:
+                self._table.update(where=f"guide_id = {_quote(guide_id)}", values_sql=values)
+            except Exception as exc:
+                raise MemoryStoreError(f"guide use count failed for {guide_id!r}: {exc}") from exc
+
 
 class ArrayMemory:
     """The same memory in NumPy arrays, for replay: fast, in-process, not persisted."""
@@ -258,6 +272,12 @@ class ArrayMemory:
 
     def _code(self, namespace: str) -> int:
         return self._codes.setdefault(namespace, len(self._codes))
+
+    def record_guide_use(self, guide_id: str, helped: bool) -> None:
+        for rec in self._records:
+            if guide_id and rec.guide_id == guide_id:
+                rec.guide_uses += 1
+                rec.guide_successes += int(helped)
 
     def count(self, namespace: str | None = None) -> int:
         if namespace is None:

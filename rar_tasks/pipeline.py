@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rar_tasks.context import RARContext
+from rar_tasks.errors import MemoryStoreError
 from rar_tasks.judge import judge
 from rar_tasks.judges import matches_label
 from rar_tasks.llm import Generation
@@ -148,6 +149,7 @@ def _learn(ctx: RARContext, request: Request, route: Route, steps: Steps) -> Ser
     served.calls += [Call("weak", "learn", weak), Call("strong", "serve", strong)]
     judgement = steps.judge(ctx, request, weak, strong)
     _add_judge_call(served, judgement)
+    _count_guide_use(ctx, route, judgement.good)
     guide, guide_id, source = route.guide, route.guide_id, ""
     if judgement.good:
         verdict = GUIDE_OK if route.guide else WEAK_OK
@@ -172,6 +174,16 @@ def _learn(ctx: RARContext, request: Request, route: Route, steps: Steps) -> Ser
         _baseline(served, "weak", weak)
     _baseline(served, "strong", strong)
     return served
+
+
+def _count_guide_use(ctx: RARContext, route: Route, helped: bool) -> None:
+    """Usage counters of the guide the weak model just used; a failure costs no request."""
+    if not route.guide_id or not hasattr(ctx.memory, "record_guide_use"):
+        return
+    try:
+        ctx.memory.record_guide_use(route.guide_id, helped)
+    except MemoryStoreError as exc:
+        log.warning("event=guide_count_failed guide_id=%s error=%s", route.guide_id, exc)
 
 
 def _baseline(served: Served, side: str, call: Generation) -> None:
