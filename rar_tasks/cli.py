@@ -217,6 +217,27 @@ app.add_typer(registry_app, name="registry")
 app.command("retrain")(retrain)
 
 
+@app.command()
+def serve(
+    config: Path | None = typer.Option(None, help="TOML configuration file."),
+    host: str | None = typer.Option(None, help="Address to bind (default: serve.host)."),
+    port: int | None = typer.Option(None, help="Port (default: serve.port)."),
+    data_dir: Path | None = typer.Option(None, help="Memory folder (default: config)."),
+    log_level: str = typer.Option("INFO", help="Log level of rar's own events."),
+) -> None:
+    """Serve RAR as an OpenAI-compatible endpoint (model name `rar`), on 127.0.0.1 by default."""
+    from rar_tasks.config import load_settings
+    from rar_tasks.http_server import serve as serve_http
+    from rar_tasks.logs import setup_logging
+
+    setup_logging(log_level)
+    overrides = {"memory": {"data_dir": str(data_dir.resolve())}} if data_dir else None
+    try:
+        serve_http(load_settings(config, overrides), host, port)
+    except RARError as exc:
+        _fail(exc)
+
+
 def main() -> None:
     app()
 
