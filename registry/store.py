@@ -204,8 +204,7 @@ class RouterRegistry:
                             ColSpec("string", "guide_id")]),
         )
         experiment_id = self._experiment_id()
-        mlflow.set_tracking_uri(self.config.tracking_uri)
-        mlflow.set_registry_uri(self.config.tracking_uri)
+        self._use_globally()
         try:
             with tempfile.TemporaryDirectory(prefix="rar-router-") as tmp, mlflow.start_run(
                     experiment_id=experiment_id, run_name=run_name) as run:
@@ -310,6 +309,8 @@ class RouterRegistry:
         version = self.resolve(ref)
         import mlflow
 
+        # `models:/` URIs resolve through the process-wide registry URI.
+        self._use_globally()
         try:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{self.name}/{version}",
@@ -320,6 +321,16 @@ class RouterRegistry:
                 f"cannot download files of router version {version} of {self.name!r}: {exc}"
             ) from exc
         return FittedRouter.load(Path(local) / "artifacts" / ROUTER_ARTIFACT, version, memory)
+
+    def _use_globally(self) -> None:
+        """Point MLflow's process-wide tracking and registry URIs at this registry (its fluent
+        API and `models:/` URIs read those)."""
+        import mlflow
+
+        if mlflow.get_tracking_uri() != self.config.tracking_uri:
+            mlflow.set_tracking_uri(self.config.tracking_uri)
+        if mlflow.get_registry_uri() != self.config.tracking_uri:
+            mlflow.set_registry_uri(self.config.tracking_uri)
 
     def _experiment_id(self) -> str:
         def get_or_create() -> str:

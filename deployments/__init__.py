@@ -1,0 +1,1 @@
+"""Prefect deployments of the retraining and memory-maintenance flows."""
