@@ -196,8 +196,10 @@ class KNNRouter(ThresholdRouter):
         sims = self.vectors_ @ np.asarray(vector, dtype=np.float32)
         k = min(self.k, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
-        weights = np.exp(self.gamma * (sims[top] - sims[top].max()))
-        return float(weights @ self.labels_[top] / weights.sum())
+        # float64 and a clip: float32 rounding let a unanimous vote score 1.0000001.
+        near = sims[top].astype(np.float64)
+        weights = np.exp(self.gamma * (near - near.max()))
+        return float(np.clip(weights @ self.labels_[top] / weights.sum(), 0.0, 1.0))
 
 
 class FrugalGPTCascade(LogisticRouter):
