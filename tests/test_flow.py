@@ -57,3 +57,32 @@ def test_flow_run_with_bad_config_fails_naming_the_field(prefect_api, data_dir, 
     with pytest.raises(ConfigError, match="'router.k' must be int"):
         state.result()
     assert not (data_dir / "memory.lance").exists()
+
+
+@pytest.mark.model
+@pytest.mark.xfail(strict=True, reason="the serve flow returns only the summary, so `rar run "
+                   "--engine flow` writes an empty requests.jsonl")
+def test_cli_flow_engine_writes_every_served_request(prefect_api, tmp_path, data_dir,
+                                                     data_root):
+    from typer.testing import CliRunner
+
+    from rar_tasks.cli import app
+
+    config = tmp_path / "rar.toml"
+    config.write_text(
+        f'data_root = "{data_root}"\n[weak]\nmodel = "gguf/smollm2-135m"\n'
+        '[strong]\nmodel = "gguf/smollm2-135m"\n[local]\nn_threads = 1\n'
+    )
+    path = tmp_path / "requests.jsonl"
+    path.write_text('{"text": "Which is a continent?", "choices": ["Asia", "Paris"], "label": 0}\n')
+
+    result = CliRunner().invoke(app, ["run", "--engine", "flow", "--input", str(path),
+                                      "--config", str(config), "--data-dir", str(data_dir),
+                                      "--out", str(tmp_path / "out"), "--no-baselines"])
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["engine"] == "flow" and summary["requests_served"] == 1
+    assert summary["memory_rows"] == 1
+    lines = (tmp_path / "out" / "requests.jsonl").read_text().splitlines()
+    assert [json.loads(line)["route"] for line in lines] == ["learn"]
