@@ -101,9 +101,11 @@ def build_vector_index(table, min_rows: int, dry_run: bool) -> str:
     if dry_run:
         return "would_build"
     dim = table.schema.field("vector").type.list_size
-    table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_PQ",
-                       num_partitions=max(1, int(math.sqrt(rows))),
-                       num_sub_vectors=_sub_vectors(dim))
+    from lancedb.index import IvfPq
+
+    table.create_index("vector", config=IvfPq(distance_type="cosine",
+                                              num_partitions=max(1, int(math.sqrt(rows))),
+                                              num_sub_vectors=_sub_vectors(dim)))
     return "built"
 
 
