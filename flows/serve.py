@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from rar_tasks.config import load_settings
 from rar_tasks.context import build_context
 from rar_tasks.pipeline import PREFECT
-from rar_tasks.run import load_stream, run_stream, summarise
+from rar_tasks.run import load_stream, run_stream, served_row, summarise
 
 
 @flow(name="rar-serve-stream")
@@ -57,4 +57,6 @@ def serve_stream(
         summary["strong_call_rate"] or 0.0,
         summary["memory_rows"],
     )
+    # Per-request rows travel with the summary so that callers can write requests.jsonl.
+    summary["served_rows"] = [served_row(s) for s in served]
     return summary

@@ -92,7 +92,7 @@ def _run(
     from rich.console import Console
 
     from rar_tasks.config import load_settings
-    from rar_tasks.run import load_stream, write_outputs
+    from rar_tasks.run import load_stream, served_row, write_outputs
 
     console = Console(stderr=True)
     settings = load_settings(config, overrides)
@@ -107,15 +107,16 @@ def _run(
     )
     started = time.perf_counter()
     if engine == "flow":
-        summary, served = (
-            _run_flow(dataset, subjects, input_path, limit, seed, config, overrides, baselines),
-            [],
+        summary = _run_flow(
+            dataset, subjects, input_path, limit, seed, config, overrides, baselines
         )
+        rows = summary.pop("served_rows")
     else:
         summary, served = _run_light(console, settings, requests, baselines)
+        rows = [served_row(s) for s in served]
     summary["run_seconds"] = time.perf_counter() - started
     summary["engine"] = engine
-    summary_path, plot_path = write_outputs(summary, served, out_dir)
+    summary_path, plot_path = write_outputs(summary, rows, out_dir)
     _print_summary(console, summary)
     console.print(f"wrote {summary_path} and {plot_path}")
     json.dump(

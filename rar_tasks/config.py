@@ -42,7 +42,7 @@ class LocalConfig:
 
     model_cache: str = ""
     n_threads: int = 2
-    n_ctx: int = 2048
+    n_ctx: int = 4096  # room for max_request_chars (about 3,000 tokens) plus a guide
     seed: int = 0
 
 
@@ -193,10 +193,19 @@ def load_settings(
     return settings
 
 
+# Top-level fields settable as RAR_<FIELD>; other RAR_ variables without "__" (RAR_CONFIG,
+# RAR_DATA_DIR, RAR_MODEL_CACHE, ...) are read where they are used, not here.
+_TOP_LEVEL_ENV = ("judge", "max_request_chars", "data_root")
+
+
 def _env_tree(env: dict[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for key, value in env.items():
-        if not key.startswith("RAR_") or "__" not in key:
+        if not key.startswith("RAR_"):
+            continue
+        if "__" not in key:
+            if key[4:].lower() in _TOP_LEVEL_ENV:
+                tree[key[4:].lower()] = value
             continue
         parts = key[4:].lower().split("__")
         node = tree

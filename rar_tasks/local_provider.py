@@ -220,10 +220,23 @@ _registered: GGUFProvider | None = None
 
 
 def register(cache_dir, n_threads: int, n_ctx: int, seed: int = 0) -> GGUFProvider:
-    """Register the `gguf` provider with LiteLLM once per process and return it."""
+    """Register the `gguf` provider with LiteLLM once per process and return it.
+
+    Known shortcoming: models are loaded once per process, so the first settings win; a
+    later call with another cache, thread count or context size is logged and ignored.
+    """
     global _registered
     import litellm
 
+    if _registered is not None:
+        wanted = (str(cache_dir), n_threads, n_ctx)
+        have = (str(_registered.cache_dir), _registered.n_threads, _registered.n_ctx)
+        if wanted != have:
+            log.warning(
+                "event=local_settings_ignored reason=provider_already_loaded "
+                "n_threads=%d n_ctx=%d kept_n_threads=%d kept_n_ctx=%d",
+                n_threads, n_ctx, _registered.n_threads, _registered.n_ctx,
+            )
     if _registered is None:
         _registered = GGUFProvider(cache_dir, n_threads=n_threads, n_ctx=n_ctx, seed=seed)
         litellm.custom_provider_map = [

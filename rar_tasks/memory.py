@@ -60,6 +60,7 @@ class Neighbour:
     verdict: str
     guide: str
     guide_id: str
+    guide_source: str = ""
 
 
 class Memory(Protocol):
@@ -147,7 +148,7 @@ class LanceMemory:
             self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
             .distance_type("cosine")
             .where(f"namespace = {_quote(namespace)}", prefilter=True)
-            .select(["request_id", "verdict", "guide", "guide_id", "_distance"])
+            .select(["request_id", "verdict", "guide", "guide_id", "guide_source", "_distance"])
             .limit(k)
             .to_list()
         )
@@ -159,6 +160,7 @@ class LanceMemory:
                 r["verdict"],
                 r["guide"] or "",
                 r["guide_id"] or "",
+                r["guide_source"] or "",
             )
             for r in rows
         ]
@@ -243,6 +245,7 @@ class ArrayMemory:
                 self._records[i].verdict,
                 self._records[i].guide,
                 self._records[i].guide_id,
+                self._records[i].guide_source,
             )
             for i in top
             if np.isfinite(sims[i])

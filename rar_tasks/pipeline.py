@@ -114,6 +114,8 @@ def serve_request(
         served.calls.append(Call("weak", "serve", weak))
     if evaluate:
         _evaluate(ctx, request, route, served, steps)
+    if request.label is not None:
+        served.evaluation["rar_correct"] = matches_label(request, served.answer)
     served.wall_s = time.perf_counter() - started
     log.info(
         "event=request_served request_id=%s route=%s verdict=%s strong_called=%s cost=%.6f "
@@ -150,7 +152,7 @@ def _learn(ctx: RARContext, request: Request, route: Route, steps: Steps) -> Ser
     judgement = steps.judge(ctx, request, weak, strong)
     _add_judge_call(served, judgement)
     _count_guide_use(ctx, route, judgement.good)
-    guide, guide_id, source = route.guide, route.guide_id, ""
+    guide, guide_id, source = route.guide, route.guide_id, route.guide_source
     if judgement.good:
         verdict = GUIDE_OK if route.guide else WEAK_OK
     else:
@@ -221,6 +223,5 @@ def _evaluate(
             served.calls.append(Call("strong", "evaluate", call))
             _baseline(served, "strong", call)
     if request.label is not None:
-        ev["rar_correct"] = matches_label(request, served.answer)
         ev["weak_correct"] = matches_label(request, ev["weak"])
         ev["strong_correct"] = matches_label(request, ev["strong"])

@@ -32,6 +32,7 @@ class Route:
     guide_id: str = ""
     neighbours: list[Neighbour] = field(default_factory=list)
     vector: np.ndarray | None = field(default=None, repr=False)
+    guide_source: str = ""
 
     @property
     def top_similarity(self) -> float | None:
@@ -72,15 +73,16 @@ class RARRouter:
         hits = [n for n in found if n.similarity >= cfg.min_similarity]
         guide = next((n for n in hits if n.verdict == GUIDE_OK and n.guide), None)
         guide_text, guide_id = (guide.guide, guide.guide_id) if guide else ("", "")
+        source = guide.guide_source if guide else ""
         if not hits:
             return Route(LEARN, 0.0, "no_similar_memory", neighbours=found, vector=vector)
         good = sum(n.verdict in (WEAK_OK, GUIDE_OK) for n in hits)
         share = good / len(hits)
         if good >= cfg.min_agreeing and share >= cfg.min_agree_share:
             reason = f"memory_weak_ok good={good} hits={len(hits)}"
-            return Route(WEAK, share, reason, guide_text, guide_id, hits, vector)
+            return Route(WEAK, share, reason, guide_text, guide_id, hits, vector, source)
         reason = f"memory_uncertain good={good} hits={len(hits)}"
-        return Route(LEARN, share, reason, guide_text, guide_id, hits, vector)
+        return Route(LEARN, share, reason, guide_text, guide_id, hits, vector, source)
 
     def learn(self, record: MemoryRecord) -> None:
         self.memory.upsert([record])

@@ -96,8 +96,10 @@ def summarise(
         "strong_call_rate": _rate([s.strong_called for s in served]),
         "accuracy": {
             "rar": _rate([e["rar_correct"] for e in labelled]),
-            "always_weak": _rate([e["weak_correct"] for e in labelled]),
-            "always_strong": _rate([e["strong_correct"] for e in labelled]),
+            "always_weak": _rate([e["weak_correct"] for e in labelled if "weak_correct" in e]),
+            "always_strong": _rate(
+                [e["strong_correct"] for e in labelled if "strong_correct" in e]
+            ),
             "labelled_requests": len(labelled),
         },
         "guides_written": sum(bool(s.new_guide_id) for s in served),
@@ -122,32 +124,32 @@ def summarise(
     }
 
 
-def write_outputs(summary: dict, served: list[Served], out_dir: Path) -> tuple[Path, Path]:
-    """Write `summary.json`, `requests.jsonl` and `summary.png` into `out_dir`."""
+def served_row(s: Served) -> dict:
+    """One line of `requests.jsonl`: what RAR did for a request, without prompt text."""
+    return {
+        "request_id": s.request_id,
+        "route": s.route,
+        "reason": s.reason,
+        "similarity": s.similarity,
+        "guide_id_used": s.guide_id_used,
+        "verdict": s.verdict,
+        "new_guide_id": s.new_guide_id,
+        "strong_called": s.strong_called,
+        "cost": s.cost,
+        "overhead_ms": s.overhead_s * 1000,
+        "model_s": s.model_s,
+        "correct": s.evaluation.get("rar_correct"),
+    }
+
+
+def write_outputs(summary: dict, rows: list[dict], out_dir: Path) -> tuple[Path, Path]:
+    """Write `summary.json`, `requests.jsonl` (one `served_row` a line) and `summary.png`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2))
     with (out_dir / "requests.jsonl").open("w") as fh:
-        for s in served:
-            fh.write(
-                json.dumps(
-                    {
-                        "request_id": s.request_id,
-                        "route": s.route,
-                        "reason": s.reason,
-                        "similarity": s.similarity,
-                        "guide_id_used": s.guide_id_used,
-                        "verdict": s.verdict,
-                        "new_guide_id": s.new_guide_id,
-                        "strong_called": s.strong_called,
-                        "cost": s.cost,
-                        "overhead_ms": s.overhead_s * 1000,
-                        "model_s": s.model_s,
-                        "correct": s.evaluation.get("rar_correct"),
-                    }
-                )
-                + "\n"
-            )
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
     return summary_path, plot_summary(summary, out_dir / "summary.png")
 
 

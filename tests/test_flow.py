@@ -60,8 +60,6 @@ def test_flow_run_with_bad_config_fails_naming_the_field(prefect_api, data_dir, 
 
 
 @pytest.mark.model
-@pytest.mark.xfail(strict=True, reason="the serve flow returns only the summary, so `rar run "
-                   "--engine flow` writes an empty requests.jsonl")
 def test_cli_flow_engine_writes_every_served_request(prefect_api, tmp_path, data_dir,
                                                      data_root):
     from typer.testing import CliRunner
