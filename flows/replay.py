@@ -53,6 +53,18 @@ def _get(key: tuple) -> tuple[ReplayDataset, np.ndarray, np.ndarray | None]:
         return _loaded[key]
 
 
+def _one_blas_thread():
+    """One BLAS thread per task: memory searches are small products, and on a shared machine
+    OpenBLAS's own threads made a stream ten times slower rather than faster."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not a declared dependency; without it BLAS keeps its default
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 @task(cache_policy=NO_CACHE)
 def prepare_data(key: tuple) -> dict:
     """Load and embed the recording; returns its size and fingerprint."""
@@ -212,8 +224,9 @@ def replay(
     splits = make_splits(key, seeds, split_kinds)
     prepared = time.perf_counter() - started
     jobs = [(name, split) for split in splits for name in routers]
-    futures = evaluate_router.map(unmapped(key), [j[0] for j in jobs], [j[1] for j in jobs])
-    results = [f.result() for f in futures]
+    with _one_blas_thread():  # process-wide, so set once around all evaluation threads
+        futures = evaluate_router.map(unmapped(key), [j[0] for j in jobs], [j[1] for j in jobs])
+        results = [f.result() for f in futures]
     evaluated = time.perf_counter() - started - prepared
 
     header = (

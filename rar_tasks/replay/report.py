@@ -144,14 +144,18 @@ def plot_stream(results: list[RouterResult], path: Path) -> None:
         for r in results
         if r.split == "question" and not r.skipped and r.router in ("rar", "rar-warm", "logistic")
     ]
+    colours = {"rar": "tab:blue", "rar-warm": "tab:green", "logistic": "tab:grey"}
     for r in sorted(rows, key=lambda r: (r.router, r.seed)):
         flags = np.array(r.strong_flags, dtype=bool)
-        window = max(20, len(flags) // 20)
+        window = max(20, len(flags) // 10)
+        first = r.seed == min(x.seed for x in rows if x.router == r.router)
         ax.plot(
             np.arange(1, len(flags) + 1),
             rolling_rate(flags, window),
             linewidth=1,
-            label=f"{r.router} seed {r.seed} (window {window})",
+            color=colours[r.router],
+            alpha=0.8,
+            label=f"{r.router} (window {window}, one line a seed)" if first else None,
         )
     ax.set_xlabel("requests served")
     ax.set_ylabel("strong-call rate")
