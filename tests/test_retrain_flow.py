@@ -85,3 +85,18 @@ def test_maintenance_dry_run_writes_nothing(prefect_api, data_dir):
     write_memory(data_dir, n=40)
     result = maintain_memory(overrides=_overrides(data_dir), index_min_rows=10, dry_run=True)
     assert result["index"] == "would_build" and result["rows_after"] == 40
+
+
+def test_gate_keeps_the_champion_on_a_quality_drop_or_more_strong_calls():
+    from registry.evaluate import Gate
+
+    champion = {"n": 100, "quality": 0.85, "strong_call_rate": 0.30}
+    gate = Gate(max_quality_drop=0.0, max_strong_rate_increase=0.02, min_holdout=20)
+    assert gate.decide({"n": 100, "quality": 0.86, "strong_call_rate": 0.25}, champion)[0]
+    assert gate.decide({"n": 100, "quality": 0.90, "strong_call_rate": 0.30}, None) == (
+        True, "no_champion")
+    dropped = gate.decide({"n": 100, "quality": 0.84, "strong_call_rate": 0.20}, champion)
+    assert dropped[0] is False and dropped[1].startswith("quality_drop=0.0100")
+    costlier = gate.decide({"n": 100, "quality": 0.90, "strong_call_rate": 0.35}, champion)
+    assert costlier[0] is False and costlier[1].startswith("strong_rate_rise")
+    assert gate.decide({"n": 5, "quality": 0.9, "strong_call_rate": 0.1}, champion)[0] is False
