@@ -45,7 +45,7 @@ class Generation:
         return asdict(self)
 
 
-def _litellm(settings: Settings):
+def ensure_litellm(settings: Settings):
     """Import LiteLLM once, offline, with the local provider registered."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
@@ -154,7 +154,7 @@ def call_model(
     Raises:
         ModelError: unknown model, provider failure or refused prompt, naming the model.
     """
-    litellm = _litellm(settings)
+    litellm = ensure_litellm(settings)
     started = time.perf_counter()
     try:
         response = litellm.completion(
@@ -175,7 +175,7 @@ async def acall_model(
     tool_choice: str | dict | None = None,
 ) -> Generation:
     """Async twin of `call_model` (same arguments, result and errors)."""
-    litellm = _litellm(settings)
+    litellm = ensure_litellm(settings)
     started = time.perf_counter()
     try:
         response = await litellm.acompletion(
@@ -246,7 +246,7 @@ def stream_model(
         >>> for item in stream_model(settings, settings.strong, messages):
         ...     print(item if isinstance(item, str) else item.cost)
     """
-    litellm = _litellm(settings)
+    litellm = ensure_litellm(settings)
     tally = _StreamTally(cfg)
     try:
         for chunk in litellm.completion(**_stream_kwargs(cfg, messages, max_tokens)):
@@ -262,7 +262,7 @@ async def astream_model(
     settings: Settings, cfg: ModelConfig, messages: list[dict], max_tokens: int | None = None
 ) -> AsyncIterator[str | Generation]:
     """Async twin of `stream_model` (same arguments, items and errors)."""
-    litellm = _litellm(settings)
+    litellm = ensure_litellm(settings)
     tally = _StreamTally(cfg)
     try:
         async for chunk in await litellm.acompletion(**_stream_kwargs(cfg, messages, max_tokens)):
