@@ -31,6 +31,7 @@ log = logging.getLogger("rar.registry")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ROUTER_ARTIFACT = "router"
+MODEL_ARTIFACT = "router_model"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 T = TypeVar("T")
 
@@ -193,7 +194,8 @@ class RouterRegistry:
         Raises:
             RegistryUnavailableError: the store cannot be reached or written.
         """
-        import mlflow
+        import mlflow.pyfunc
+        from mlflow.entities import Metric, Param
         from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, Schema
 
@@ -204,36 +206,52 @@ class RouterRegistry:
                             ColSpec("string", "guide_id")]),
         )
         experiment_id = self._experiment_id()
-        self._use_globally()
+        client = self._client
         try:
-            with tempfile.TemporaryDirectory(prefix="rar-router-") as tmp, mlflow.start_run(
-                    experiment_id=experiment_id, run_name=run_name) as run:
-                folder = router.save(Path(tmp) / ROUTER_ARTIFACT)
-                mlflow.log_params({k: _param(v) for k, v in params.items()})
-                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _finite(v)})
-                mlflow.set_tags(tags)
-                for path, local in (artifacts or {}).items():
-                    mlflow.log_artifact(str(local), artifact_path=path)
-                info = mlflow.pyfunc.log_model(
-                    name="router",
+            run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+            run_id = run.info.run_id
+            with tempfile.TemporaryDirectory(prefix="rar-router-") as tmp:
+                files = router.save(Path(tmp) / ROUTER_ARTIFACT)
+                # Saved locally and uploaded with the client: no process-wide MLflow state.
+                mlflow.pyfunc.save_model(
+                    path=str(Path(tmp) / MODEL_ARTIFACT),
                     python_model=str(PYFUNC_CODE),
-                    artifacts={ROUTER_ARTIFACT: str(folder)},
+                    artifacts={ROUTER_ARTIFACT: str(files)},
                     signature=signature,
                     pip_requirements=["mlflow", "numpy", "pandas", "prefect-rar"],
-                    registered_model_name=self.name,
                 )
-                version = str(info.registered_model_version)
-                for key, value in tags.items():
-                    self._client.set_model_version_tag(self.name, version, key, str(value))
-                self._client.set_model_version_tag(self.name, version, "run_id", run.info.run_id)
+                client.log_artifacts(run_id, str(Path(tmp) / MODEL_ARTIFACT), MODEL_ARTIFACT)
+            for path, local in (artifacts or {}).items():
+                client.log_artifact(run_id, str(local), artifact_path=path)
+            client.log_batch(
+                run_id,
+                params=[Param(k, _param(v)) for k, v in params.items()],
+                metrics=[Metric(k, float(v), int(time.time() * 1000), 0)
+                         for k, v in metrics.items() if _finite(v)],
+            )
+            client.set_terminated(run_id)
+            self._ensure_registered_model()
+            mv = client.create_model_version(self.name, f"runs:/{run_id}/{MODEL_ARTIFACT}",
+                                             run_id=run_id, tags={**tags, "run_id": run_id})
+            version = str(mv.version)
         except RegistryError:
             raise
         except Exception as exc:
             raise RegistryUnavailableError(
                 f"cannot log router version to {self.config.tracking_uri}: {exc}") from exc
         log.info("event=router_version_logged name=%s version=%s run_id=%s", self.name, version,
-                 run.info.run_id)
+                 run_id)
         return version
+
+    def _ensure_registered_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_registered_model(self.name)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            self._client.create_registered_model(self.name)
 
     def set_alias(self, alias: str, ref: str) -> str:
         """Point `alias` at version `ref` (number or alias); return the version number."""
@@ -309,28 +327,21 @@ class RouterRegistry:
         version = self.resolve(ref)
         import mlflow
 
-        # `models:/` URIs resolve through the process-wide registry URI.
-        self._use_globally()
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.name}/{version}",
-                tracking_uri=self.config.tracking_uri,
-            )
-        except Exception as exc:
-            raise ArtifactError(
-                f"cannot download files of router version {version} of {self.name!r}: {exc}"
-            ) from exc
-        return FittedRouter.load(Path(local) / "artifacts" / ROUTER_ARTIFACT, version, memory)
-
-    def _use_globally(self) -> None:
-        """Point MLflow's process-wide tracking and registry URIs at this registry (its fluent
-        API and `models:/` URIs read those)."""
-        import mlflow
-
-        if mlflow.get_tracking_uri() != self.config.tracking_uri:
-            mlflow.set_tracking_uri(self.config.tracking_uri)
-        if mlflow.get_registry_uri() != self.config.tracking_uri:
-            mlflow.set_registry_uri(self.config.tracking_uri)
+        source = self._call(
+            lambda: self._client.get_model_version_download_uri(self.name, version), ref)
+        # The files are read into memory, so the downloaded copy can go right away.
+        with tempfile.TemporaryDirectory(prefix="rar-router-load-") as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{source.rstrip('/')}/artifacts/{ROUTER_ARTIFACT}",
+                    tracking_uri=self.config.tracking_uri, dst_path=tmp,
+                )
+            except Exception as exc:
+                raise ArtifactError(
+                    f"cannot download files of router version {version} of {self.name!r} "
+                    f"from {source}: {exc}"
+                ) from exc
+            return FittedRouter.load(Path(local), version, memory)
 
     def _experiment_id(self) -> str:
         def get_or_create() -> str:

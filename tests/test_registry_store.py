@@ -99,12 +99,9 @@ def test_missing_artifacts_are_an_artifact_error(tracking_uri, tmp_path):
 
     reg = RouterRegistry(RegistryConfig(tracking_uri, name="missing-files"))
     version = reg.log_version(_router(0.5), {}, {}, {})
-    source = reg._client.get_model_version(reg.name, version).source
-    import mlflow
-
-    model_dir = Path(urlparse(mlflow.get_logged_model(source.split("/")[-1]).artifact_location)
-                     .path)
-    shutil.rmtree(model_dir / "artifacts")
+    run_id = reg.show(version).run_id
+    run_files = Path(urlparse(reg._client.get_run(run_id).info.artifact_uri).path)
+    shutil.rmtree(run_files / "router_model" / "artifacts")
     with pytest.raises(ArtifactError, match=f"router version {version}"):
         reg.load(version)
 
@@ -120,13 +117,18 @@ def test_an_unreachable_registry_fails_fast_with_a_clear_error():
     assert time.perf_counter() - started < 30
 
 
-def test_pyfunc_model_loads_by_alias_and_routes_request_text(tracking_uri, embedder):
+def test_pyfunc_model_loads_by_alias_and_routes_request_text(tracking_uri, embedder,
+                                                              monkeypatch):
     import mlflow
     import pandas as pd
 
     reg = RouterRegistry(RegistryConfig(tracking_uri, name="pyfunc"))
     version = reg.log_version(_router(2.0, dim=384), {}, {}, {})
     reg.promote(version)
+    # `models:/` resolves through the process-wide URIs (versions in the registry, their
+    # files through the tracking store).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", tracking_uri)
     model = mlflow.pyfunc.load_model("models:/pyfunc@champion")
     out = model.predict(pd.DataFrame({"text": ["What is the capital of France?", "2+2?"]}))
     assert list(out.columns) == ["route", "score", "guide_id"]
