@@ -107,8 +107,14 @@ class RouterRegistry:
         self.config = config
         self.name = config.name
         if config.tracking_uri.startswith("sqlite:///"):
-            Path(config.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True,
-                                                                         exist_ok=True)
+            folder = Path(config.tracking_uri[len("sqlite:///"):]).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryUnavailableError(
+                    f"registry {config.tracking_uri}: cannot create folder {folder}: {exc}; "
+                    "pass a writable --registry-uri or --data-dir"
+                ) from exc
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(config.http_retries))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(config.http_timeout_s)))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -367,8 +373,14 @@ class RouterRegistry:
                     f"model {self.name!r} has no version or alias {ref!r}; "
                     "see `rar registry list`"
                 ) from None
+            text = str(exc)
+            if "Max retries exceeded" in text or "Connection" in text:
+                raise RegistryUnavailableError(
+                    f"registry {self.config.tracking_uri} cannot be reached (is the MLflow "
+                    f"server running?): {text[:200]}"
+                ) from exc
             raise RegistryUnavailableError(
-                f"registry {self.config.tracking_uri} failed on {ref!r}: {str(exc)[:300]}"
+                f"registry {self.config.tracking_uri} failed on {ref!r}: {text[:300]}"
             ) from exc
         except Exception as exc:
             raise RegistryUnavailableError(
