@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from rar_tasks.config import Settings, load_settings
-from registry.errors import NotEnoughDataError
+from registry.errors import ArtifactError, NotEnoughDataError
 from registry.evaluate import Gate, holdout_metrics
 from registry.router_version import FittedRouter
 from registry.snapshot import MemorySnapshot, read_memory, time_split
@@ -138,10 +138,15 @@ def retrain_router(
     except NotEnoughDataError as exc:
         logger.warning("event=retrain_skipped reason=%r", str(exc))
         return {"status": "skipped", "reason": str(exc), "memory_version": snapshot.version}
-    fit_seconds = time.perf_counter() - started
+    read_fit_seconds = time.perf_counter() - started
 
     champion_version = registry.champion_version()
-    champion = load_champion(registry)
+    try:
+        champion = load_champion(registry)
+    except ArtifactError as exc:
+        # A champion that cannot be loaded cannot serve either; the candidate is judged alone.
+        logger.warning("event=champion_unloadable version=%s error=%s", champion_version, exc)
+        champion = None
     if champion is not None and champion.config.dim != candidate.config.dim:
         logger.warning("event=champion_incomparable champion_dim=%d candidate_dim=%d",
                        champion.config.dim, candidate.config.dim)
@@ -155,7 +160,8 @@ def retrain_router(
         registry, candidate,
         params=_params(settings, holdout_fraction, target_strong_rate, l2, gate, namespace),
         metrics={**_prefixed("candidate", cand_metrics), **_prefixed("champion", champ_metrics),
-                 "fit_seconds": fit_seconds, "n_train": len(train), "n_holdout": len(holdout)},
+                 "read_fit_seconds": read_fit_seconds, "n_train": len(train),
+                 "n_holdout": len(holdout)},
         tags={**{k: str(v) for k, v in lineage.items() if not isinstance(v, list)},
               "champion_at_training": champion_version or "", "gate_passed": str(promote),
               "gate_reason": reason},
