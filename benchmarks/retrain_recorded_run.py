@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> None:
              f"v{second['version']} {second['status']} ({second['reason']}).", "",
              "| metric | challenger (run 2) | champion (run 1) |", "|---|---|---|"]
     for name in ("quality", "strong_call_rate", "weak_precision", "missed_strong", "auc",
-                 "apgr"):
-        champ = second["champion"][name] if second["champion"] else float("nan")
-        lines.append(f"| {name} | {second['candidate'][name]:.3f} | {champ:.3f} |")
+                 "apgr", "quality_at_champion_rate"):
+        champ = second["champion"].get(name, float("nan")) if second["champion"] else float("nan")
+        cand = second["candidate"].get(name, float("nan"))
+        lines.append(f"| {name} | {cand:.3f} | {champ:.3f} |")
     text = "\n".join(lines) + "\n"
     (OUT / "retrain_recorded_run.md").write_text(text)
     print(text)

@@ -23,7 +23,8 @@ from registry.router_version import FittedRouter
 from registry.snapshot import MemorySnapshot, read_memory, time_split
 from registry.store import CHALLENGER, RegistryConfig, RouterRegistry
 
-METRIC_NAMES = ("quality", "strong_call_rate", "weak_precision", "missed_strong", "auc", "apgr")
+METRIC_NAMES = ("quality", "strong_call_rate", "weak_precision", "missed_strong", "auc", "apgr",
+                "quality_at_champion_rate")
 
 
 @task(name="read-memory-snapshot", cache_policy=NO_CACHE)
@@ -55,6 +56,17 @@ def load_champion(registry: RouterRegistry) -> FittedRouter | None:
 def evaluate_on_holdout(router: FittedRouter, holdout: MemorySnapshot) -> dict:
     scores = router.scores(holdout.vectors)
     return holdout_metrics(scores, router.classifier.threshold_, holdout.weak_good)
+
+
+def quality_at_rate(router: FittedRouter, holdout: MemorySnapshot, strong_rate: float) -> float:
+    """Holdout quality of `router` thresholded to send `strong_rate` of the holdout to the
+    strong model: compares two score functions at one operating point. The threshold uses
+    the scores only, not the verdicts."""
+    from registry.classifier import threshold_for_rate
+
+    scores = router.scores(holdout.vectors)
+    return holdout_metrics(scores, threshold_for_rate(scores, strong_rate),
+                           holdout.weak_good)["quality"]
 
 
 @task(name="register-candidate", cache_policy=NO_CACHE)
@@ -153,6 +165,10 @@ def retrain_router(
         champion = None
     cand_metrics = evaluate_on_holdout(candidate, holdout)
     champ_metrics = evaluate_on_holdout(champion, holdout) if champion is not None else None
+    if champ_metrics is not None:
+        cand_metrics["quality_at_champion_rate"] = quality_at_rate(
+            candidate, holdout, champ_metrics["strong_call_rate"])
+        champ_metrics["quality_at_champion_rate"] = champ_metrics["quality"]
     promote, reason = gate.decide(cand_metrics, champ_metrics)
 
     lineage = _lineage(snapshot, train, holdout)
@@ -224,7 +240,7 @@ def render_report(version: str, champion_version: str | None, candidate: dict,
     def cell(metrics: dict | None, name: str) -> str:
         if metrics is None:
             return "n/a"
-        value = metrics[name]
+        value = metrics.get(name, float("nan"))
         return "n/a" if value != value else f"{value:.3f}"
 
     champ_label = f"champion v{champion_version}" if champion_version else "champion (none)"
