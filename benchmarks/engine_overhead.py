@@ -20,6 +20,43 @@ from pathlib import Path
 import numpy as np
 
 
+def measure(engine: str, ctx, requests: list) -> tuple[list[float], list[float], float]:
+    """Serve `requests` on one engine; return per-request wall and model seconds, and total."""
+    from prefect import flow
+
+    from rar_tasks.pipeline import LIGHT, PREFECT, serve_request
+
+    walls: list[float] = []
+    model_s: list[float] = []
+
+    def one(request, steps) -> None:
+        t = time.perf_counter()
+        model_s.append(serve_request(ctx, request, steps).model_s)
+        walls.append(time.perf_counter() - t)
+
+    @flow(name="bench-stream")
+    def stream() -> None:
+        for request in requests:
+            one(request, PREFECT)
+
+    @flow(name="bench-one-request")
+    def single(request) -> None:
+        one(request, PREFECT)
+
+    started = time.perf_counter()
+    if engine == "light":
+        for request in requests:
+            one(request, LIGHT)
+    elif engine == "flow":
+        stream()
+    else:
+        for request in requests:
+            t = time.perf_counter()
+            single(request)
+            walls[-1] = time.perf_counter() - t  # the whole flow run, not just the steps
+    return walls, model_s, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20)
@@ -27,12 +64,12 @@ def main() -> None:
 
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="rar-bench-prefect-"))
     os.environ.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)
-    from prefect import flow
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     from rar_tasks.config import load_settings
     from rar_tasks.context import build_context
     from rar_tasks.logs import setup_logging
-    from rar_tasks.pipeline import LIGHT, PREFECT, serve_request
+    from rar_tasks.pipeline import LIGHT, serve_request
     from rar_tasks.run import load_stream
 
     setup_logging("WARNING")
@@ -49,46 +86,14 @@ def main() -> None:
         ctx = build_context(settings)
         requests = load_stream(settings, "mmlu", None, None, args.requests, seed=1)
         serve_request(ctx, requests[0], LIGHT)  # load the model outside the measurement
-        requests = requests[1:]
-        walls, model_s = [], []
-
-        def one(request, steps):
-            model_s.append(serve_request(ctx, request, steps).model_s)
-
-        started = time.perf_counter()
-        if engine == "light":
-            for request in requests:
-                t = time.perf_counter()
-                one(request, LIGHT)
-                walls.append(time.perf_counter() - t)
-        elif engine == "flow":
-
-            @flow(name="bench-stream")
-            def stream():
-                for request in requests:
-                    t = time.perf_counter()
-                    one(request, PREFECT)
-                    walls.append(time.perf_counter() - t)
-
-            stream()
-        else:
-
-            @flow(name="bench-one-request")
-            def single(request):
-                one(request, PREFECT)
-
-            for request in requests:
-                t = time.perf_counter()
-                single(request)
-                walls.append(time.perf_counter() - t)
-        total = time.perf_counter() - started
+        walls, model_s, total = measure(engine, ctx, requests[1:])
         # Wall time per request outside model calls: embedding, search, judging, memory
         # writes, and whatever the engine adds (task runs, flow runs).
         overhead = np.array(walls) - np.array(model_s)
         rows.append(
             (
                 engine,
-                len(requests),
+                len(walls),
                 np.percentile(overhead, 50) * 1000,
                 np.percentile(overhead, 95) * 1000,
                 total,

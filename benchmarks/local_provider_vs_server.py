@@ -55,23 +55,45 @@ def main() -> None:
     from rar_tasks.prompts import answer_messages
     from rar_tasks.run import load_stream
 
-    local = load_settings(overrides={
-        "weak": {"model": f"gguf/{args.model}"},
-        "local": {"n_threads": args.threads},
-    })
+    local = load_settings(
+        overrides={
+            "weak": {"model": f"gguf/{args.model}"},
+            "local": {"n_threads": args.threads},
+        }
+    )
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path(args.model)),
-         "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(args.threads),
-         "--n_ctx", "2048", "--model_alias", args.model],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model_path(args.model)),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            str(args.threads),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            args.model,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/v1/models", server)
-        remote = load_settings(overrides={
-            "weak": {"model": f"openai/{args.model}", "api_base": f"http://127.0.0.1:{port}/v1",
-                     "api_key_env": "RAR_BENCH_DUMMY_KEY"},
-        })
+        remote = load_settings(
+            overrides={
+                "weak": {
+                    "model": f"openai/{args.model}",
+                    "api_base": f"http://127.0.0.1:{port}/v1",
+                    "api_key_env": "RAR_BENCH_DUMMY_KEY",
+                },
+            }
+        )
         os.environ["RAR_BENCH_DUMMY_KEY"] = "not-used"
         requests = load_stream(local, "mmlu", None, None, args.calls + 1, seed=3)
         timings: dict[str, list[float]] = {"in-process": [], "server": []}
@@ -87,12 +109,18 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=20)
 
-    lines = [f"model {args.model}, {args.threads} threads, {args.calls} calls each, max 4 tokens",
-             "", "| path | p50 (ms) | p95 (ms) | mean (ms) | prompt tokens |", "|---|---|---|---|---|"]
+    lines = [
+        f"model {args.model}, {args.threads} threads, {args.calls} calls each, max 4 tokens",
+        "",
+        "| path | p50 (ms) | p95 (ms) | mean (ms) | prompt tokens |",
+        "|---|---|---|---|---|",
+    ]
     for name, values in timings.items():
         arr = np.array(values) * 1000
-        lines.append(f"| {name} | {np.percentile(arr, 50):.0f} | {np.percentile(arr, 95):.0f} | "
-                     f"{arr.mean():.0f} | {tokens[name]} |")
+        lines.append(
+            f"| {name} | {np.percentile(arr, 50):.0f} | {np.percentile(arr, 95):.0f} | "
+            f"{arr.mean():.0f} | {tokens[name]} |"
+        )
     table = "\n".join(lines)
     print(table)
     out = Path(__file__).parent / "results" / "local_provider_vs_server.md"

@@ -118,7 +118,7 @@ def _run(
     summary["engine"] = engine
     summary_path, plot_path = write_outputs(summary, rows, out_dir)
     _print_summary(console, summary)
-    console.print(f"wrote {summary_path} and {plot_path}")
+    console.print(f"wrote {summary_path}, {plot_path} and {out_dir / 'requests.jsonl'}")
     json.dump(
         {k: v for k, v in summary.items() if k != "strong_called_sequence"}, sys.stdout, indent=2
     )
@@ -240,6 +240,10 @@ def serve(
 
 
 def main() -> None:
+    # Offline by default: Prefect's temporary server would otherwise try to send telemetry.
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     app()
 
 

@@ -53,13 +53,17 @@ def replay_command(
             seed_list = [int(s) for s in _split(seeds)]
         except ValueError:
             raise RARError(f"seeds: must be comma-separated integers, got {seeds!r}") from None
+        split_list = _split(splits)
+        bad = [s for s in split_list if s not in ("question", "subject")]
+        if bad or not split_list:
+            raise RARError(f"splits: must be 'question' and/or 'subject', got {splits!r}")
         from flows.replay import replay
 
         summary = replay(
             dataset=dataset,
             seeds=seed_list,
             routers=router_list,
-            split_kinds=_split(splits),
+            split_kinds=split_list,
             subjects=_split(subjects) or None,
             data_dir=str(data_dir) if data_dir else None,
             out_dir=str(out) if out else None,

@@ -292,7 +292,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     app = create_app(settings)
     host = host or settings.serve.host
-    port = port or settings.serve.port
+    port = settings.serve.port if port is None else port
     log.info("event=http_serving host=%s port=%d model=%s", host, port, settings.serve.model_name)
     # Load the embedder and open memory before the first request, not during it.
     app.state.service.ctx  # noqa: B018

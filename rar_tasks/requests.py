@@ -202,21 +202,28 @@ def load_jsonl(path: Path, max_chars: int, namespace: str = "default") -> list[R
     """
     if not path.exists():
         raise RequestError("input", f"file {path} does not exist")
+    if not path.is_file():
+        raise RequestError("input", f"{path} is not a file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise RequestError("input", f"file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise RequestError("input", f"file {path} cannot be read: {exc.strerror}") from None
     out = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RequestError(f"line {lineno}", f"is not valid JSON: {exc.msg}") from None
-            try:
-                out.append(make_request(data, max_chars=max_chars, default_namespace=namespace))
-            except RequestError as exc:
-                raise RequestError(
-                    f"line {lineno}.{exc.field}", str(exc).split(": ", 1)[1]
-                ) from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RequestError(f"line {lineno}", f"is not valid JSON: {exc.msg}") from None
+        try:
+            out.append(make_request(data, max_chars=max_chars, default_namespace=namespace))
+        except RequestError as exc:
+            raise RequestError(
+                f"line {lineno}.{exc.field}", str(exc).split(": ", 1)[1]
+            ) from None
     if not out:
         raise RequestError("input", f"file {path} holds no requests")
     return out

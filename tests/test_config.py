@@ -141,3 +141,20 @@ def test_example_config_of_the_repository_loads():
 
     assert settings.router.min_similarity == load_settings(environ={}).router.min_similarity
     assert settings.strong.output_cost_per_token == 30e-6
+
+
+def test_config_that_is_a_folder_or_not_utf8_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(tmp_path, environ={})
+
+    binary = tmp_path / "rar.toml"
+    binary.write_bytes(b"\xff\xfe[router]")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_settings(binary, environ={})
+
+
+def test_top_level_fields_come_from_the_environment():
+    settings = load_settings(environ={"RAR_JUDGE": "llm", "RAR_MAX_REQUEST_CHARS": "500"})
+    assert (settings.judge, settings.max_request_chars) == ("llm", 500)
+    with pytest.raises(ConfigError, match="'judge' must be one of"):
+        load_settings(environ={"RAR_JUDGE": "vibes"})

@@ -135,3 +135,13 @@ def test_sample_is_seeded(geography):
     assert first == [r.id for r in sample(geography, 10, seed=3)]
     assert first != [r.id for r in sample(geography, 10, seed=4)]
     assert len(set(first)) == 10
+
+
+def test_user_input_that_is_a_folder_or_not_utf8_is_named(tmp_path):
+    with pytest.raises(RequestError, match=r"^input: .* is not a file"):
+        load_jsonl(tmp_path, max_chars=1000)
+
+    binary = tmp_path / "requests.jsonl"
+    binary.write_bytes(b"\xff\xfe{\x00}")
+    with pytest.raises(RequestError, match=r"^input: .* is not UTF-8 text"):
+        load_jsonl(binary, max_chars=1000)
