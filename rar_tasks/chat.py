@@ -426,7 +426,7 @@ class ChatService:
             self.router_version(),
             [Call(side, "serve", gen)],
             fallback_from=fallback_from,
-            finish_reason="tool_calls" if gen.tool_calls else "stop",
+            finish_reason="tool_calls" if gen.tool_calls else gen.finish_reason,
         )
 
     def _after_answer(

@@ -40,6 +40,7 @@ class Generation:
     cost: float
     latency_s: float
     tool_calls: list[dict] = field(default_factory=list)
+    finish_reason: str = "stop"  # "length" when max_tokens cut the answer
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,6 +111,7 @@ def _to_generation(cfg: ModelConfig, response, started: float) -> Generation:
         cost,
         time.perf_counter() - started,
         _tool_calls(message),
+        response.choices[0].finish_reason or "stop",
     )
     log.debug(
         "event=model_call model=%s tokens_in=%d tokens_out=%d cost=%.6f latency_s=%.3f",
@@ -213,11 +215,13 @@ class _StreamTally:
         self.started = time.perf_counter()
         self.pieces: list[str] = []
         self.usage = None
+        self.finish_reason = "stop"
 
     def add(self, chunk) -> str:
         self.usage = getattr(chunk, "usage", None) or self.usage
         if not chunk.choices:
             return ""
+        self.finish_reason = chunk.choices[0].finish_reason or self.finish_reason
         piece = chunk.choices[0].delta.content or ""
         if piece:
             self.pieces.append(piece)
@@ -230,7 +234,10 @@ class _StreamTally:
         tokens_out = int(getattr(self.usage, "completion_tokens", 0) or len(self.pieces))
         cost = tokens_in * cfg.input_cost_per_token + tokens_out * cfg.output_cost_per_token
         latency = time.perf_counter() - self.started
-        return Generation(cfg.model, "".join(self.pieces), tokens_in, tokens_out, cost, latency)
+        text = "".join(self.pieces)
+        return Generation(
+            cfg.model, text, tokens_in, tokens_out, cost, latency, [], self.finish_reason
+        )
 
 
 def stream_model(

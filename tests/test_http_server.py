@@ -236,3 +236,18 @@ def test_rar_serve_command_on_loopback(data_dir, tmp_path):
 
     assert answer.choices[0].message.content
     assert json.loads(answer.model_dump_json())["rar"]["routed_model"] == SMALL_MODEL
+
+
+def test_answer_cut_by_max_tokens_reports_length(server):
+    base, _ = server
+    api = client(base)
+    question = [{"role": "user", "content": "Describe the water cycle in detail."}]
+
+    answer = api.chat.completions.create(model="rar", messages=question, max_tokens=3)
+    chunks = list(api.chat.completions.create(model="rar", messages=question, max_tokens=3,
+                                              stream=True))
+
+    assert answer.usage.completion_tokens == 3
+    assert answer.choices[0].finish_reason == "length"
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals == ["length"]
