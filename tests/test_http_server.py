@@ -38,9 +38,7 @@ def running_server(data_dir, embedder, **extra):
     from rar_tasks.http_server import create_app
 
     serve = {"max_tokens": 8, "max_body_bytes": 20_000, **extra.pop("serve", {})}
-    settings = load_settings(
-        overrides=small_overrides(data_dir, serve=serve, **extra), environ={}
-    )
+    settings = load_settings(overrides=small_overrides(data_dir, serve=serve, **extra), environ={})
     service = ChatService(settings, embedder=embedder)
     app = create_app(settings, service)
     port = free_port()
@@ -77,11 +75,15 @@ def test_openai_client_plain_and_streamed(server):
     models = [m.id for m in api.models.list()]
     answer = api.chat.completions.create(
         model="rar",
-        messages=[{"role": "system", "content": "Be brief."},
-                  {"role": "user", "content": "What is the capital of Italy?"}],
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is the capital of Italy?"},
+        ],
     )
     stream = api.chat.completions.create(
-        model="rar", messages=[{"role": "user", "content": "Name a planet."}], stream=True,
+        model="rar",
+        messages=[{"role": "user", "content": "Name a planet."}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -104,9 +106,24 @@ def test_openai_client_plain_and_streamed(server):
 def test_sixteen_concurrent_requests_all_memory_writes_present(server):
     base, service = server
     api = client(base)
-    topics = ["rivers", "volcanoes", "deserts", "glaciers", "islands", "forests", "tides",
-              "earthquakes", "monsoons", "canyons", "reefs", "plateaus", "deltas", "tundra",
-              "savannas", "fjords"]
+    topics = [
+        "rivers",
+        "volcanoes",
+        "deserts",
+        "glaciers",
+        "islands",
+        "forests",
+        "tides",
+        "earthquakes",
+        "monsoons",
+        "canyons",
+        "reefs",
+        "plateaus",
+        "deltas",
+        "tundra",
+        "savannas",
+        "fjords",
+    ]
 
     def ask(topic: str):
         return api.chat.completions.create(
@@ -142,14 +159,22 @@ def test_bad_requests_get_openai_style_errors(server):
     cases = {
         "missing messages": ({"model": "rar"}, 400, "messages"),
         "messages not a list": ({"model": "rar", "messages": "hi"}, 400, "messages"),
-        "bad role": ({"model": "rar", "messages": [{"role": "robot", "content": "x"}]}, 400,
-                     "messages[0].role"),
-        "content wrong type": ({"model": "rar", "messages": [{"role": "user", "content": 3}]},
-                               400, "messages[0].content"),
-        "stream wrong type": ({"model": "rar", "messages": user, "stream": "yes"}, 400,
-                              "stream"),
-        "max_tokens wrong type": ({"model": "rar", "messages": user, "max_tokens": "many"},
-                                  400, "max_tokens"),
+        "bad role": (
+            {"model": "rar", "messages": [{"role": "robot", "content": "x"}]},
+            400,
+            "messages[0].role",
+        ),
+        "content wrong type": (
+            {"model": "rar", "messages": [{"role": "user", "content": 3}]},
+            400,
+            "messages[0].content",
+        ),
+        "stream wrong type": ({"model": "rar", "messages": user, "stream": "yes"}, 400, "stream"),
+        "max_tokens wrong type": (
+            {"model": "rar", "messages": user, "max_tokens": "many"},
+            400,
+            "max_tokens",
+        ),
         "unknown model": ({"model": "gpt-4o", "messages": user}, 404, "model"),
     }
     for name, (body, status, param) in cases.items():
@@ -157,8 +182,9 @@ def test_bad_requests_get_openai_style_errors(server):
         error = response.json()["error"]
         assert response.status_code == status, name
         assert error["param"] == param and error["message"] and error["type"], name
-    oversized = httpx.post(url, json={"model": "rar", "messages": [
-        {"role": "user", "content": "x" * 30_000}]})
+    oversized = httpx.post(
+        url, json={"model": "rar", "messages": [{"role": "user", "content": "x" * 30_000}]}
+    )
     not_json = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
     with pytest.raises(openai.NotFoundError):
         api.chat.completions.create(model="gpt-4o", messages=user)
@@ -172,11 +198,13 @@ def test_upstream_failure_falls_back_else_502(data_dir, embedder, tmp_path, monk
     user = [{"role": "user", "content": "Say hello."}]
     with running_server(data_dir, embedder, strong={"model": "gguf/no-such-model"}) as (base, _):
         answer = client(base).chat.completions.create(model="rar", messages=user)
-    with running_server(tmp_path / "b", embedder, strong={"model": "gguf/no-such-model"},
-                        serve={"fallback": False}) as (base, _):
+    with running_server(
+        tmp_path / "b", embedder, strong={"model": "gguf/no-such-model"}, serve={"fallback": False}
+    ) as (base, _):
         failed = httpx.post(base + "/v1/chat/completions", json={"model": "rar", "messages": user})
-        streamed = httpx.post(base + "/v1/chat/completions",
-                              json={"model": "rar", "messages": user, "stream": True})
+        streamed = httpx.post(
+            base + "/v1/chat/completions", json={"model": "rar", "messages": user, "stream": True}
+        )
 
     rar = answer.model_extra["rar"]
     assert rar["fallback_from"] == "strong" and rar["routed_model"] == SMALL_MODEL
@@ -188,9 +216,7 @@ def test_upstream_failure_falls_back_else_502(data_dir, embedder, tmp_path, monk
 def test_api_key_is_checked_when_configured(data_dir, embedder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RAR_TEST_API_KEY", "s3cret")
-    with running_server(data_dir, embedder, serve={"api_key_env": "RAR_TEST_API_KEY"}) as (
-        base, _
-    ):
+    with running_server(data_dir, embedder, serve={"api_key_env": "RAR_TEST_API_KEY"}) as (base, _):
         with pytest.raises(openai.AuthenticationError):
             client(base, "wrong").models.list()
         models = client(base, "s3cret").models.list()
@@ -207,14 +233,27 @@ def test_rar_serve_command_on_loopback(data_dir, tmp_path):
         f'[weak]\nmodel = "{SMALL_MODEL}"\nmax_tokens = 8\n'
         f'[strong]\nmodel = "{SMALL_MODEL}"\nmax_tokens = 8\n'
         f'[local]\nn_threads = 1\n[memory]\ndata_dir = "{data_dir}"\n'
-        '[serve]\nmax_tokens = 8\n'
+        "[serve]\nmax_tokens = 8\n"
     )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAR_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "rar_tasks.cli", "serve", "--config", str(config), "--port",
-         str(port), "--log-level", "WARNING"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rar_tasks.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -244,10 +283,13 @@ def test_answer_cut_by_max_tokens_reports_length(server):
     question = [{"role": "user", "content": "Describe the water cycle in detail."}]
 
     answer = api.chat.completions.create(model="rar", messages=question, max_tokens=3)
-    chunks = list(api.chat.completions.create(model="rar", messages=question, max_tokens=3,
-                                              stream=True))
+    chunks = list(
+        api.chat.completions.create(model="rar", messages=question, max_tokens=3, stream=True)
+    )
 
     assert answer.usage.completion_tokens == 3
     assert answer.choices[0].finish_reason == "length"
-    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finals = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finals == ["length"]
