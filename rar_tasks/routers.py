@@ -59,6 +59,12 @@ class RARRouter:
     Route `weak` when at least `min_agreeing` of them are, and they make at least
     `min_agree_share` of the hits; else `learn`. The guide of the most similar hit that needed
     one travels with the route.
+
+    With `vote = "beta"` the count gives way to a score (see `beta_score`): a Beta posterior
+    of the weak model being good enough, from a similarity-weighted vote of the hits and a
+    prior from all `k` found neighbours, lowered by its uncertainty. Route `weak` when it
+    reaches `min_weak_score` (and `min_agreeing` hits were weak-good); the score moves
+    smoothly with memory, so sweeping `min_weak_score` traces a cost-quality curve.
     """
 
     name = "rar"
@@ -74,6 +80,16 @@ class RARRouter:
         guide = next((n for n in hits if n.verdict == GUIDE_OK and n.guide), None)
         guide_text, guide_id = (guide.guide, guide.guide_id) if guide else ("", "")
         source = guide.guide_source if guide else ""
+        if cfg.vote == "beta":
+            if not found:
+                return Route(LEARN, 0.0, "no_similar_memory", neighbours=found, vector=vector)
+            score, weight = self.beta_score(found, hits)
+            good = sum(n.verdict in (WEAK_OK, GUIDE_OK) for n in hits)
+            kind = WEAK if score >= cfg.min_weak_score and good >= cfg.min_agreeing else LEARN
+            verdict = "memory_weak_ok" if kind == WEAK else "memory_uncertain"
+            reason = f"{verdict} score={score:.3f} weight={weight:.2f} hits={len(hits)}"
+            near = hits or found
+            return Route(kind, score, reason, guide_text, guide_id, near, vector, source)
         if not hits:
             return Route(LEARN, 0.0, "no_similar_memory", neighbours=found, vector=vector)
         good = sum(n.verdict in (WEAK_OK, GUIDE_OK) for n in hits)
@@ -83,6 +99,28 @@ class RARRouter:
             return Route(WEAK, share, reason, guide_text, guide_id, hits, vector, source)
         reason = f"memory_uncertain good={good} hits={len(hits)}"
         return Route(LEARN, share, reason, guide_text, guide_id, hits, vector, source)
+
+    def beta_score(self, found: list[Neighbour], hits: list[Neighbour]) -> tuple[float, float]:
+        """Score that the weak model is good enough, and the hits' total weight.
+
+        Beta posterior: the prior is the weak-good share of every found neighbour (whatever
+        its similarity), Laplace-smoothed and counted as `prior_weight` hits; each hit adds
+        exp(similarity_gamma * (similarity - min_similarity)) to the trials, and as much to
+        the successes when it was weak-good. The score is the posterior mean less
+        `uncertainty_z` standard deviations (0: the mean).
+        """
+        cfg = self.config
+        prior = (sum(n.verdict in (WEAK_OK, GUIDE_OK) for n in found) + 1.0) / (len(found) + 2.0)
+        sims = np.array([n.similarity for n in hits], dtype=np.float64)
+        good = np.array([n.verdict in (WEAK_OK, GUIDE_OK) for n in hits], dtype=np.float64)
+        weights = np.exp(cfg.similarity_gamma * (sims - cfg.min_similarity))
+        weight = float(weights.sum())
+        total = weight + cfg.prior_weight
+        mean = (float(weights @ good) + cfg.prior_weight * prior) / total if total else prior
+        # A lower bound rather than the mean: little evidence must clear a higher bar, so
+        # thinly known regions keep being learned instead of freezing on a lucky first hit.
+        spread = np.sqrt(mean * (1.0 - mean) / (total + 1.0))
+        return float(mean - cfg.uncertainty_z * spread), weight
 
     def learn(self, record: MemoryRecord) -> None:
         self.memory.upsert([record])

@@ -109,6 +109,10 @@ def test_unknown_environment_field_is_named():
         ({"router": {"k": 3, "min_agreeing": 4}}, "router.min_agreeing"),
         ({"router": {"min_similarity": 1.5}}, "router.min_similarity"),
         ({"router": {"min_agree_share": -0.1}}, "router.min_agree_share"),
+        ({"router": {"vote": "majority"}}, "router.vote"),
+        ({"router": {"prior_weight": -1.0}}, "router.prior_weight"),
+        ({"router": {"uncertainty_z": -0.5}}, "router.uncertainty_z"),
+        ({"router": {"min_weak_score": 1.5}}, "router.min_weak_score"),
         ({"weak": {"model": "no-provider"}}, "weak.model"),
         ({"strong": {"output_cost_per_token": -1.0}}, "strong.output_cost_per_token"),
         ({"strong": {"max_tokens": 0}}, "strong.max_tokens"),
@@ -129,7 +133,7 @@ def test_a_failed_load_leaves_no_trace_in_the_next(tmp_path):
     with pytest.raises(ConfigError):
         load_settings(path, environ={})
 
-    assert load_settings(environ={}).router.k == 5
+    assert load_settings(environ={}).router.k == 50
 
 
 def test_example_config_of_the_repository_loads():

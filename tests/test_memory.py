@@ -161,14 +161,28 @@ def _mixtral_was_right(data_root, subject: str) -> list[bool]:
         return [row["mistralai/Mixtral-8x7B-Instruct-v0.1"] == "True" for row in csv.DictReader(fh)]
 
 
-def test_lance_and_array_memory_give_the_same_routes(tmp_path, embedder, geography, data_root):
+BETA = RouterConfig(
+    k=12, min_similarity=0.35, min_agreeing=1, vote="beta", uncertainty_z=0.25, min_weak_score=0.6
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RouterConfig(k=4, min_similarity=0.35, min_agreeing=2, min_agree_share=0.6, vote="count"),
+        BETA,
+    ],
+    ids=["count", "beta"],
+)
+def test_lance_and_array_memory_give_the_same_routes(
+    tmp_path, embedder, geography, data_root, config
+):
     """Route a real MMLU stream through both memories, learning what the recorded weak model
     (Mixtral) did on each question; every route must match."""
     weak_right = _mixtral_was_right(data_root, "high_school_geography")
     assert len(weak_right) == len(geography)
     stream = geography[:60]
     vectors = embedder.embed([r.text for r in stream])
-    config = RouterConfig(k=4, min_similarity=0.35, min_agreeing=2, min_agree_share=0.6)
     lance = RARRouter(LanceMemory(tmp_path / "memory.lance", embedder.dim), config)
     array = RARRouter(ArrayMemory(embedder.dim), config)
 
@@ -201,7 +215,7 @@ def test_router_passes_the_guide_of_the_closest_guided_hit(tmp_path):
         MemoryRecord("nearer", "n", "t", [0.99, 0.141, 0.0], WEAK_OK),
         MemoryRecord("far", "n", "t", [0.0, 1.0, 0.0], STRONG_NEEDED),
     ])
-    router = RARRouter(memory, RouterConfig(k=3, min_similarity=0.8, min_agreeing=2))
+    router = RARRouter(memory, RouterConfig(k=3, min_similarity=0.8, min_agreeing=2, vote="count"))
     request = type("R", (), {"namespace": "n"})()
 
     route = router.route(request, np.array([0.995, 0.0998, 0.0], dtype=np.float32))

@@ -21,7 +21,7 @@ def purposes(served) -> list[tuple[str, str]]:
 
 @pytest.mark.model
 def test_learn_then_serve_weak_from_memory(make_ctx, geography):
-    ctx = make_ctx(router={"min_agreeing": 1, "min_similarity": 0.95})
+    ctx = make_ctx(router={"min_agreeing": 1, "min_similarity": 0.95, "vote": "count"})
     request = geography[3]
 
     first = serve_request(ctx, request, evaluate=True)
@@ -59,7 +59,7 @@ def test_learn_then_serve_weak_from_memory(make_ctx, geography):
 
 @pytest.mark.model
 def test_weak_route_carries_the_guide_and_evaluates_unguided(make_ctx, embedder, geography):
-    ctx = make_ctx(router={"min_agreeing": 1, "min_similarity": 0.95})
+    ctx = make_ctx(router={"min_agreeing": 1, "min_similarity": 0.95, "vote": "count"})
     request = geography[5]
     vector = embedder.embed([request.text])[0]
     guide = "Recall what each term means in human geography before choosing."

@@ -3,6 +3,7 @@ real Prefect flow run of the replay logging to an MLflow store in a temporary fo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -171,10 +172,47 @@ def test_cascades_pay_both_calls_when_escalating(mmlu, vectors, split):
     del request.meta["weak_confidence"]
 
 
+def test_rar_beta_vote_scores_a_posterior_and_sweeps_smoothly(mmlu, vectors, split):
+    from rar_tasks.memory import Neighbour
+
+    def near(similarity, verdict):
+        return Neighbour(f"{similarity}-{verdict}", similarity, verdict, "", "")
+
+    config = RouterConfig(
+        k=4, min_similarity=0.5, min_agreeing=1, vote="beta", similarity_gamma=0.0,
+        prior_weight=2.0, uncertainty_z=0.0,
+    )
+    router = RARRouter(ArrayMemory(3), config)
+    hits = [near(0.9, WEAK_OK), near(0.8, WEAK_OK), near(0.6, STRONG_NEEDED)]
+    found = hits + [near(0.2, STRONG_NEEDED)]
+    # Prior: 2 weak-good of 4 found, smoothed (2+1)/(4+2) = 0.5, worth 2 hits; hits 2 of 3.
+    score, weight = router.beta_score(found, hits)
+    assert weight == pytest.approx(3.0)
+    assert score == pytest.approx((2 + 2 * 0.5) / (3 + 2))
+    # Uncertainty lowers the score; similarity weighting favours the closer weak-good hits.
+    router.config = dataclasses.replace(config, uncertainty_z=1.0)
+    assert router.beta_score(found, hits)[0] < score
+    router.config = dataclasses.replace(config, similarity_gamma=10.0)
+    assert router.beta_score(found, hits)[0] > score
+
+    # On a real stream a higher score threshold never lowers the strong-call rate much, and
+    # cold start learns first.
+    rates = []
+    for threshold in (0.5, 0.7, 0.9):
+        cfg = dataclasses.replace(config, k=20, min_similarity=0.3, min_weak_score=threshold)
+        result = replay_stream(RARRouter(ArrayMemory(384), cfg), mmlu, vectors, split.test)
+        assert result.kinds[0] == LEARN
+        rates.append(result.strong_call_rate)
+    assert rates[0] < rates[2] and rates == sorted(rates)
+
+
 def test_rar_learns_in_stream_order(mmlu, vectors, split):
     memory = ArrayMemory(384)
     router = RARRouter(
-        memory, RouterConfig(k=5, min_similarity=0.2, min_agreeing=2, min_agree_share=0.5)
+        memory,
+        RouterConfig(
+            k=5, min_similarity=0.2, min_agreeing=2, min_agree_share=0.5, vote="count"
+        ),
     )
     result = replay_stream(router, mmlu, vectors, split.test)
     assert result.kinds[0] == LEARN  # nothing in memory yet
@@ -188,7 +226,9 @@ def test_rar_learns_in_stream_order(mmlu, vectors, split):
     # Two weak_ok verdicts on the same question make the next one route weak; a strong_needed
     # neighbour on a fresh memory keeps it learning.
     i = int(np.flatnonzero(mmlu.weak_good)[0])
-    fresh = RARRouter(ArrayMemory(384), RouterConfig(k=5, min_similarity=0.9, min_agreeing=2))
+    fresh = RARRouter(
+        ArrayMemory(384), RouterConfig(k=5, min_similarity=0.9, min_agreeing=2, vote="count")
+    )
     record = record_for(mmlu, i, vectors[i])
     assert record.verdict == WEAK_OK
     fresh.learn(record)

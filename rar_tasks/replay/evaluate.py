@@ -2,13 +2,15 @@
 
 Score routers are tuned by choosing, on the dev split, the threshold with the fewest strong
 calls that keeps 95 % of the strong model's dev quality. RAR is tuned the same way over a
-small grid of its memory thresholds (`k`, `min_similarity`, `min_agree_share`). The test
+small grid of its memory thresholds (`k`, `min_similarity`, `min_agree_share`); `rar-beta`
+(RAR with `vote = "beta"`) over its score threshold `min_weak_score`. The test
 split is only ever replayed, never used to choose anything; the curve-based numbers (APGR,
 CPT, AIQ, rate at 95 %) read the whole test curve, as RouteLLM and RouterBench do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -48,7 +50,15 @@ ROUTERS = (
     "hybrid-llm",
     "rar",
     "rar-warm",
+    "rar-beta",
+    "rar-beta-warm",
 )
+RAR_ROUTERS = {
+    "rar": ("count", False),
+    "rar-warm": ("count", True),
+    "rar-beta": ("beta", False),
+    "rar-beta-warm": ("beta", True),
+}
 CASCADES = ("frugalgpt", "tabi")
 CONSTANT = ("always-weak", "always-strong")
 QUALITY_SHARE = 0.95
@@ -62,6 +72,19 @@ RAR_GRID = {
 }
 RAR_SWEEP_SHARES = (0.6, 0.8, 1.0)
 RAR_DEV_LIMIT = 1500  # dev requests streamed per grid point
+# RAR with the Beta vote: memory settings chosen on the MMLU dev splits (seeds 0-2, cold
+# start; see RouterConfig), then only `min_weak_score` is tuned per split and swept.
+RAR_BETA = {
+    "k": 50,
+    "min_similarity": 0.3,
+    "min_agreeing": 1,
+    "vote": "beta",
+    "similarity_gamma": 0.0,
+    "prior_weight": 1.0,
+    "uncertainty_z": 0.25,
+}
+RAR_BETA_SCORES = (0.6, 0.63, 0.66, 0.69, 0.72, 0.75, 0.78, 0.82)
+RAR_BETA_SWEEP = (0.6, 0.66, 0.72, 0.78, 0.84)
 
 
 @dataclass
@@ -103,10 +126,11 @@ def unavailable_reason(name: str, ds: ReplayDataset) -> str:
 def _note(name: str, ds: ReplayDataset) -> str:
     if name == "frugalgpt" and ds.weak_texts is None:
         return "no weak answer text recorded: the scorer sees the request only"
-    if name == "rar-warm":
-        return "memory seeded with the train split's verdicts (not counted as calls)"
-    if name in ("rar", "rar-warm"):
-        return "guides cannot be replayed; learning calls count as strong calls"
+    vote = "Beta vote; " if name.startswith("rar-beta") else ""
+    if name in ("rar-warm", "rar-beta-warm"):
+        return vote + "memory seeded with the train split's verdicts (not counted as calls)"
+    if name in ("rar", "rar-beta"):
+        return vote + "guides cannot be replayed; learning calls count as strong calls"
     return ""
 
 
@@ -284,15 +308,34 @@ def _rar_grid() -> list[RouterConfig]:
     return configs
 
 
+def _rar_beta_grid() -> list[RouterConfig]:
+    return [RouterConfig(**RAR_BETA, min_weak_score=score) for score in RAR_BETA_SCORES]
+
+
+def _rar_sweep(config: RouterConfig) -> list[RouterConfig]:
+    """The test-curve points besides `config`: other agree shares, or other score thresholds."""
+    if config.vote == "beta":
+        return [
+            dataclasses.replace(config, min_weak_score=score)
+            for score in RAR_BETA_SWEEP
+            if score != config.min_weak_score
+        ]
+    return [
+        dataclasses.replace(config, min_agree_share=share)
+        for share in RAR_SWEEP_SHARES
+        if share != config.min_agree_share
+    ]
+
+
 def evaluate_rar(
-    ds: ReplayDataset, vectors: np.ndarray, split: Split, warm: bool = False
+    ds: ReplayDataset, vectors: np.ndarray, split: Split, warm: bool = False, vote: str = "count"
 ) -> RouterResult:
     """Tune RAR's thresholds on dev, replay the test stream with them, sweep the curve."""
     started = time.perf_counter()
     seed_rows = split.train if warm else None
     target = QUALITY_SHARE * ds.strong_quality[split.dev[:RAR_DEV_LIMIT]].mean()
     tried = []
-    for config in _rar_grid():
+    for config in _rar_beta_grid() if vote == "beta" else _rar_grid():
         dev = run_rar(ds, vectors, split.dev[:RAR_DEV_LIMIT], config, seed_rows)
         tried.append((config, dev.strong_call_rate, dev.mean_quality))
     ok = [t for t in tried if t[2] >= target - 1e-12]
@@ -300,23 +343,18 @@ def evaluate_rar(
     config = best[0]
     test = run_rar(ds, vectors, split.test, config, seed_rows)
     points = [(test.strong_call_rate, test.mean_quality, test.cost_per_request)]
-    for share in RAR_SWEEP_SHARES:
-        if share == config.min_agree_share:
-            continue
-        swept = RouterConfig(config.k, config.min_similarity, config.min_agreeing, share)
+    for swept in _rar_sweep(config):
         run = run_rar(ds, vectors, split.test, swept, seed_rows)
         points.append((run.strong_call_rate, run.mean_quality, run.cost_per_request))
     curve = metrics.curve_from_points(*map(list, zip(*points, strict=True)))
     tuned = {
-        "k": config.k,
-        "min_similarity": config.min_similarity,
-        "min_agreeing": config.min_agreeing,
-        "min_agree_share": config.min_agree_share,
+        **dataclasses.asdict(config),
         "dev_strong_rate": best[1],
         "dev_quality": best[2],
         "dev_reached_target": bool(ok),
     }
-    result = _result("rar-warm" if warm else "rar", ds, split, curve, test, tuned)
+    name = ("rar-beta" if vote == "beta" else "rar") + ("-warm" if warm else "")
+    result = _result(name, ds, split, curve, test, tuned)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -355,6 +393,7 @@ def evaluate(
             0.0,
             True,
         )
-    if name in ("rar", "rar-warm"):
-        return evaluate_rar(ds, vectors, split, warm=name == "rar-warm")
+    if name in RAR_ROUTERS:
+        vote, warm = RAR_ROUTERS[name]
+        return evaluate_rar(ds, vectors, split, warm=warm, vote=vote)
     return evaluate_score_router(name, ds, vectors, split, answer_vectors)

@@ -18,6 +18,14 @@ import numpy as np
 from rar_tasks.replay.evaluate import QUALITY_SHARE, ROUTERS, RouterResult
 from rar_tasks.replay.metrics import rolling_rate
 
+STREAM_COLOURS = {
+    "rar": "tab:blue",
+    "rar-warm": "tab:green",
+    "rar-beta": "tab:purple",
+    "rar-beta-warm": "tab:olive",
+    "logistic": "tab:grey",
+}
+
 COLUMNS = (
     ("rate_at_95", "strong-call rate at 95 % (curve)", "pct"),
     ("strong_rate", "strong-call rate (dev-tuned)", "pct"),
@@ -140,11 +148,8 @@ def plot_stream(results: list[RouterResult], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     rows = [
-        r
-        for r in results
-        if r.split == "question" and not r.skipped and r.router in ("rar", "rar-warm", "logistic")
+        r for r in results if r.split == "question" and not r.skipped and r.router in STREAM_COLOURS
     ]
-    colours = {"rar": "tab:blue", "rar-warm": "tab:green", "logistic": "tab:grey"}
     for r in sorted(rows, key=lambda r: (r.router, r.seed)):
         flags = np.array(r.strong_flags, dtype=bool)
         window = max(20, len(flags) // 10)
@@ -153,7 +158,7 @@ def plot_stream(results: list[RouterResult], path: Path) -> None:
             np.arange(1, len(flags) + 1),
             rolling_rate(flags, window),
             linewidth=1,
-            color=colours[r.router],
+            color=STREAM_COLOURS[r.router],
             alpha=0.8,
             label=f"{r.router} (window {window}, one line a seed)" if first else None,
         )
