@@ -63,7 +63,9 @@ def run(
     config: Path | None = typer.Option(None, help="TOML configuration file."),
     data_dir: Path | None = typer.Option(None, help="Memory folder (default: config)."),
     out: Path | None = typer.Option(None, help="Output folder (default: <data-dir>/runs/...)."),
-    judge: str | None = typer.Option(None, help="agreement, ground_truth or llm."),
+    judge: str | None = typer.Option(
+        None, help="agreement, ground_truth, ground_truth_relative or llm."
+    ),
     engine: str = typer.Option("light", help="light (plain task functions) or flow (Prefect)."),
     baselines: bool = typer.Option(True, help="Also score always-weak/always-strong."),
     log_level: str = typer.Option("WARNING", help="Log level of rar's own events."),

@@ -181,7 +181,7 @@ def _default_shared_data() -> str:
     return str(here.parent / "shared" / "data")
 
 
-JUDGES = ("agreement", "ground_truth", "llm")
+JUDGES = ("agreement", "ground_truth", "ground_truth_relative", "llm")
 
 
 def load_settings(

@@ -4,6 +4,12 @@ Three behind one interface: ground truth (the request's label), agreement with t
 answer (final answers extracted and compared), and an LLM judge (the strong model grades the
 weak answer against its own with a rubric). Agreement is the default for live traffic: it
 needs no label and no extra call.
+
+Ground truth comes in two modes. `ground_truth` asks "did the weak model answer right?";
+`ground_truth_relative` asks what routing needs, "is the weak answer as good as the strong
+one?": the weak answer is good enough when it is right, or when the strong answer is wrong
+too (a strong call would then buy nothing). Agreement approximates the relative verdict
+without a label.
 """
 
 from __future__ import annotations
@@ -51,17 +57,28 @@ def matches_label(request: Request, text: str | None) -> bool:
 
 
 class GroundTruthJudge:
-    """Good when the weak model's final answer equals the request's label."""
+    """Good when the weak model's final answer equals the request's label.
 
-    name = "ground_truth"
+    With `relative`, also good when the strong answer misses the label as well: the weak
+    answer is then as good as the strong one. The relative mode needs the strong answer.
+    """
+
+    def __init__(self, relative: bool = False):
+        self.relative = relative
+        self.name = "ground_truth_relative" if relative else "ground_truth"
 
     def judge(self, request: Request, weak_text: str, strong_text: str | None) -> Judgement:
         if request.label is None:
             raise RequestError("label", "the ground-truth judge needs requests with a label")
+        if self.relative and strong_text is None:
+            raise RequestError(
+                "strong_text", "the relative ground-truth judge needs the strong answer"
+            )
         answer = extract_answer(weak_text, request.kind, request.n_choices)
-        return Judgement(
-            matches_label(request, weak_text), self.name, answer, label_answer(request)
-        )
+        good = matches_label(request, weak_text)
+        if self.relative and not good:
+            good = not matches_label(request, strong_text)
+        return Judgement(good, self.name, answer, label_answer(request))
 
 
 class AgreementJudge:
@@ -110,6 +127,11 @@ def make_judge(name: str, settings: Settings) -> Judge:
         return AgreementJudge()
     if name == "ground_truth":
         return GroundTruthJudge()
+    if name == "ground_truth_relative":
+        return GroundTruthJudge(relative=True)
     if name == "llm":
         return LLMJudge(settings)
-    raise ConfigError(f"config field 'judge' must be agreement, ground_truth or llm; got {name!r}")
+    raise ConfigError(
+        "config field 'judge' must be agreement, ground_truth, ground_truth_relative or llm; "
+        f"got {name!r}"
+    )

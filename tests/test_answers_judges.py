@@ -144,3 +144,48 @@ def test_unknown_judge_is_named(settings):
     with pytest.raises(ConfigError, match="'judge'"):
         make_judge("vibes", settings)
     assert make_judge("llm", settings).name == "llm"
+
+
+def test_relative_ground_truth_judge_on_real_mmlu_rows(geography):
+    """Weak is good enough when right, or when the strong answer is wrong too."""
+    judge = GroundTruthJudge(relative=True)
+    plain = GroundTruthJudge()
+
+    for request in geography[:25]:
+        wrong = [c for c in "ABCD" if c != request.label]
+        right = f"The answer is {request.label}."
+        cases = {
+            (right, right): True,
+            (right, wrong[0]): True,
+            (wrong[0], right): False,  # the strong call buys the right answer
+            (wrong[0], wrong[0]): True,  # both wrong, same letter
+            (wrong[0], wrong[1]): True,  # both wrong, different letters
+            (wrong[0], "I cannot tell."): True,  # strong gives no answer at all
+        }
+        for (weak, strong), good in cases.items():
+            verdict = judge.judge(request, weak, strong)
+            assert verdict.good is good, (request.id, weak, strong)
+            assert verdict.judge == "ground_truth_relative"
+            assert verdict.reference == request.label
+            # The plain mode ignores the strong answer.
+            assert plain.judge(request, weak, strong).good is (weak == right)
+
+
+def test_relative_ground_truth_judge_needs_label_and_strong_answer(geography, settings):
+    judge = make_judge("ground_truth_relative", settings)
+
+    assert isinstance(judge, GroundTruthJudge) and judge.relative
+    assert make_judge("ground_truth", settings).name == "ground_truth"
+    with pytest.raises(RequestError, match="strong_text"):
+        judge.judge(geography[0], "B", None)
+    with pytest.raises(RequestError, match="label"):
+        judge.judge(make_request({"text": "Say something nice."}), "Nice.", "Nice.")
+
+
+def test_relative_ground_truth_judge_is_a_config_judge(tmp_path):
+    from rar_tasks.config import load_settings
+
+    path = tmp_path / "rar.toml"
+    path.write_text('judge = "ground_truth_relative"\n')
+
+    assert load_settings(path, environ={}).judge == "ground_truth_relative"
