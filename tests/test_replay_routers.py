@@ -294,3 +294,37 @@ def test_replay_flow_writes_report_and_mlflow(mmlu, vectors, home, tmp_path, mon
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert len(children) == len(ROUTERS) * 2 * 2
+
+
+def test_relative_replay_learns_weak_as_good_as_strong(mmlu, vectors, split):
+    """`rar-beta-rel` stores weak_ok when weak was right or strong wrong too; what is served,
+    scored and counted is unchanged."""
+    both_wrong = np.flatnonzero((mmlu.weak_quality == 0) & (mmlu.strong_quality == 0))
+    weak_only_wrong = np.flatnonzero((mmlu.weak_quality == 0) & (mmlu.strong_quality == 1))
+    weak_right = np.flatnonzero(mmlu.weak_quality == 1)
+    assert len(both_wrong) and len(weak_only_wrong) and len(weak_right)
+
+    for i, plain, relative in (
+        (both_wrong[0], STRONG_NEEDED, WEAK_OK),
+        (weak_only_wrong[0], STRONG_NEEDED, STRONG_NEEDED),
+        (weak_right[0], WEAK_OK, WEAK_OK),
+    ):
+        assert record_for(mmlu, i, vectors[i]).verdict == plain
+        record = record_for(mmlu, i, vectors[i], relative=True)
+        assert record.verdict == relative
+        assert record.judge == "ground_truth_relative"
+    assert (mmlu.relative_good == (mmlu.weak_good | (mmlu.strong_quality == 0))).all()
+
+    config = RouterConfig(k=10, min_similarity=0.3, vote="beta", min_weak_score=0.8)
+    stream = split.test[:300]
+    result = replay_stream(RARRouter(ArrayMemory(384), config), mmlu, vectors, stream, True)
+    learn = result.kinds == LEARN
+    weak = result.kinds == WEAK
+    assert result.strong_call_rate == pytest.approx(learn.mean())
+    assert (result.quality[learn] == mmlu.strong_quality[stream][learn]).all()
+    assert (result.quality[weak] == mmlu.weak_quality[stream][weak]).all()
+    assert (result.cost[learn] == (mmlu.weak_cost + mmlu.strong_cost)[stream][learn]).all()
+
+    rel = evaluate("rar-beta-rel-warm", mmlu, vectors, split)
+    assert rel.router == "rar-beta-rel-warm" and "strong wrong" in rel.note
+    assert rel.tuned["vote"] == "beta" and 0.0 <= rel.strong_rate <= 1.0

@@ -60,6 +60,25 @@ class ReplayDataset:
         return len(self.requests)
 
     @property
+    def relative_good(self) -> np.ndarray:
+        """Whether the weak answer is as good as the strong one (quality at least as high).
+
+        With right/wrong quality (MMLU, GSM8K) this is the verdict the live
+        `ground_truth_relative` judge gives on a learning route: weak right, or strong wrong
+        too. It is also the oracle's routing target.
+        """
+        return self.weak_quality >= self.strong_quality
+
+    @property
+    def relative_judge(self) -> str:
+        """Name of the judge `relative_good` stands for, stored with the memory records."""
+        binary = (
+            np.isin(self.weak_quality, (0.0, 1.0)).all()
+            and np.isin(self.strong_quality, (0.0, 1.0)).all()
+        )
+        return "ground_truth_relative" if binary else "score_within_0"
+
+    @property
     def texts(self) -> list[str]:
         return [r.text for r in self.requests]
 

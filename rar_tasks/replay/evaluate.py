@@ -3,7 +3,10 @@
 Score routers are tuned by choosing, on the dev split, the threshold with the fewest strong
 calls that keeps 95 % of the strong model's dev quality. RAR is tuned the same way over a
 small grid of its memory thresholds (`k`, `min_similarity`, `min_agree_share`); `rar-beta`
-(RAR with `vote = "beta"`) over its score threshold `min_weak_score`. The test
+(RAR with `vote = "beta"`) over its score threshold `min_weak_score`. `rar-beta-rel` is
+`rar-beta` learning the relative verdict (weak as good as strong: right, or strong wrong
+too), what live RAR stores with the `ground_truth_relative` judge; it is tuned over its own,
+higher `min_weak_score` grid since weak-good verdicts are more common. The test
 split is only ever replayed, never used to choose anything; the curve-based numbers (APGR,
 CPT, AIQ, rate at 95 %) read the whole test curve, as RouteLLM and RouterBench do.
 """
@@ -52,12 +55,17 @@ ROUTERS = (
     "rar-warm",
     "rar-beta",
     "rar-beta-warm",
+    "rar-beta-rel",
+    "rar-beta-rel-warm",
 )
+# name: (vote, warm start, learns the relative verdict)
 RAR_ROUTERS = {
-    "rar": ("count", False),
-    "rar-warm": ("count", True),
-    "rar-beta": ("beta", False),
-    "rar-beta-warm": ("beta", True),
+    "rar": ("count", False, False),
+    "rar-warm": ("count", True, False),
+    "rar-beta": ("beta", False, False),
+    "rar-beta-warm": ("beta", True, False),
+    "rar-beta-rel": ("beta", False, True),
+    "rar-beta-rel-warm": ("beta", True, True),
 }
 CASCADES = ("frugalgpt", "tabi")
 CONSTANT = ("always-weak", "always-strong")
@@ -85,6 +93,10 @@ RAR_BETA = {
 }
 RAR_BETA_SCORES = (0.6, 0.63, 0.66, 0.69, 0.72, 0.75, 0.78, 0.82)
 RAR_BETA_SWEEP = (0.6, 0.66, 0.72, 0.78, 0.84)
+# The relative verdict is weak-good on ~82 % of MMLU requests (vs ~68 % for "weak right"), so
+# its scores sit higher; same memory settings, a grid and sweep shifted up.
+RAR_BETA_REL_SCORES = (0.72, 0.76, 0.8, 0.83, 0.86, 0.89, 0.92, 0.95)
+RAR_BETA_REL_SWEEP = (0.76, 0.82, 0.88, 0.92, 0.96)
 
 
 @dataclass
@@ -127,9 +139,11 @@ def _note(name: str, ds: ReplayDataset) -> str:
     if name == "frugalgpt" and ds.weak_texts is None:
         return "no weak answer text recorded: the scorer sees the request only"
     vote = "Beta vote; " if name.startswith("rar-beta") else ""
-    if name in ("rar-warm", "rar-beta-warm"):
+    if name.startswith("rar-beta-rel"):
+        vote += "learns weak-as-good-as-strong (weak right or strong wrong); "
+    if name in ("rar-warm", "rar-beta-warm", "rar-beta-rel-warm"):
         return vote + "memory seeded with the train split's verdicts (not counted as calls)"
-    if name in ("rar", "rar-beta"):
+    if name in ("rar", "rar-beta", "rar-beta-rel"):
         return vote + "guides cannot be replayed; learning calls count as strong calls"
     return ""
 
@@ -293,12 +307,14 @@ def run_rar(
     stream: np.ndarray,
     config: RouterConfig,
     warm: np.ndarray | None = None,
+    relative: bool = False,
 ) -> StreamResult:
-    """One RAR replay: a fresh ArrayMemory (seeded with `warm` when given), then the stream."""
+    """One RAR replay: a fresh ArrayMemory (seeded with `warm` when given), then the stream;
+    with `relative` memory learns the relative verdict (seed included)."""
     router = RARRouter(ArrayMemory(vectors.shape[1]), config)
     if warm is not None:
-        seed_memory(router, ds, vectors, warm)
-    return replay_stream(router, ds, vectors, stream)
+        seed_memory(router, ds, vectors, warm, relative)
+    return replay_stream(router, ds, vectors, stream, relative)
 
 
 def _rar_grid() -> list[RouterConfig]:
@@ -308,16 +324,17 @@ def _rar_grid() -> list[RouterConfig]:
     return configs
 
 
-def _rar_beta_grid() -> list[RouterConfig]:
-    return [RouterConfig(**RAR_BETA, min_weak_score=score) for score in RAR_BETA_SCORES]
+def _rar_beta_grid(relative: bool = False) -> list[RouterConfig]:
+    scores = RAR_BETA_REL_SCORES if relative else RAR_BETA_SCORES
+    return [RouterConfig(**RAR_BETA, min_weak_score=score) for score in scores]
 
 
-def _rar_sweep(config: RouterConfig) -> list[RouterConfig]:
+def _rar_sweep(config: RouterConfig, relative: bool = False) -> list[RouterConfig]:
     """The test-curve points besides `config`: other agree shares, or other score thresholds."""
     if config.vote == "beta":
         return [
             dataclasses.replace(config, min_weak_score=score)
-            for score in RAR_BETA_SWEEP
+            for score in (RAR_BETA_REL_SWEEP if relative else RAR_BETA_SWEEP)
             if score != config.min_weak_score
         ]
     return [
@@ -328,23 +345,34 @@ def _rar_sweep(config: RouterConfig) -> list[RouterConfig]:
 
 
 def evaluate_rar(
-    ds: ReplayDataset, vectors: np.ndarray, split: Split, warm: bool = False, vote: str = "count"
+    ds: ReplayDataset,
+    vectors: np.ndarray,
+    split: Split,
+    warm: bool = False,
+    vote: str = "count",
+    relative: bool = False,
 ) -> RouterResult:
-    """Tune RAR's thresholds on dev, replay the test stream with them, sweep the curve."""
+    """Tune RAR's thresholds on dev, replay the test stream with them, sweep the curve.
+
+    With `relative` (Beta vote only) memory learns the relative verdict; quality is still
+    the recorded quality of the served answer, learning routes still cost both calls.
+    """
+    if relative and vote != "beta":
+        raise RequestError("routers", "the relative verdict is only replayed with the Beta vote")
     started = time.perf_counter()
     seed_rows = split.train if warm else None
     target = QUALITY_SHARE * ds.strong_quality[split.dev[:RAR_DEV_LIMIT]].mean()
     tried = []
-    for config in _rar_beta_grid() if vote == "beta" else _rar_grid():
-        dev = run_rar(ds, vectors, split.dev[:RAR_DEV_LIMIT], config, seed_rows)
+    for config in _rar_beta_grid(relative) if vote == "beta" else _rar_grid():
+        dev = run_rar(ds, vectors, split.dev[:RAR_DEV_LIMIT], config, seed_rows, relative)
         tried.append((config, dev.strong_call_rate, dev.mean_quality))
     ok = [t for t in tried if t[2] >= target - 1e-12]
     best = min(ok, key=lambda t: t[1]) if ok else max(tried, key=lambda t: t[2])
     config = best[0]
-    test = run_rar(ds, vectors, split.test, config, seed_rows)
+    test = run_rar(ds, vectors, split.test, config, seed_rows, relative)
     points = [(test.strong_call_rate, test.mean_quality, test.cost_per_request)]
-    for swept in _rar_sweep(config):
-        run = run_rar(ds, vectors, split.test, swept, seed_rows)
+    for swept in _rar_sweep(config, relative):
+        run = run_rar(ds, vectors, split.test, swept, seed_rows, relative)
         points.append((run.strong_call_rate, run.mean_quality, run.cost_per_request))
     curve = metrics.curve_from_points(*map(list, zip(*points, strict=True)))
     tuned = {
@@ -353,7 +381,8 @@ def evaluate_rar(
         "dev_quality": best[2],
         "dev_reached_target": bool(ok),
     }
-    name = ("rar-beta" if vote == "beta" else "rar") + ("-warm" if warm else "")
+    name = ("rar-beta" if vote == "beta" else "rar") + ("-rel" if relative else "")
+    name += "-warm" if warm else ""
     result = _result(name, ds, split, curve, test, tuned)
     result.seconds = time.perf_counter() - started
     return result
@@ -394,6 +423,6 @@ def evaluate(
             True,
         )
     if name in RAR_ROUTERS:
-        vote, warm = RAR_ROUTERS[name]
-        return evaluate_rar(ds, vectors, split, warm=warm, vote=vote)
+        vote, warm, relative = RAR_ROUTERS[name]
+        return evaluate_rar(ds, vectors, split, warm=warm, vote=vote, relative=relative)
     return evaluate_score_router(name, ds, vectors, split, answer_vectors)

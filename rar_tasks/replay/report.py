@@ -23,6 +23,8 @@ STREAM_COLOURS = {
     "rar-warm": "tab:green",
     "rar-beta": "tab:purple",
     "rar-beta-warm": "tab:olive",
+    "rar-beta-rel": "tab:red",
+    "rar-beta-rel-warm": "tab:brown",
     "logistic": "tab:grey",
 }
 
