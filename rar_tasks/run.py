@@ -180,7 +180,10 @@ def plot_summary(summary: dict, path: Path) -> Path:
     right.set_ylim(0, 1)
     right.set_ylabel("accuracy")
     cost = summary["cost_usd"]
-    right.set_title(f"cost: RAR ${cost['rar']:.4f} vs strong ${cost['always_strong'] or 0:.4f}")
+    # "$" starts mathtext in matplotlib, so costs are written in USD.
+    strong = cost["always_strong"]
+    strong_text = "n/a" if strong is None else f"{strong:.4f} USD"
+    right.set_title(f"cost: RAR {cost['rar']:.4f} USD vs always-strong {strong_text}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
