@@ -112,14 +112,15 @@ class RouterResult:
     strong_quality: float
     weak_cost: float
     strong_cost: float
-    curve_rate: list[float]
-    curve_quality: list[float]
-    curve_cost: list[float]
-    tuned: dict[str, Any]
-    strong_rate: float
-    quality: float
-    cost: float
-    strong_flags: list[bool]
+    # A router that could not run (skipped) keeps the defaults below.
+    curve_rate: list[float] = field(default_factory=list)
+    curve_quality: list[float] = field(default_factory=list)
+    curve_cost: list[float] = field(default_factory=list)
+    tuned: dict[str, Any] = field(default_factory=dict)
+    strong_rate: float = float("nan")
+    quality: float = float("nan")
+    cost: float = float("nan")
+    strong_flags: list[bool] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     note: str = ""
     seconds: float = 0.0
@@ -409,18 +410,8 @@ def evaluate(
             qs,
             cw,
             cs,
-            [],
-            [],
-            [],
-            {},
-            float("nan"),
-            float("nan"),
-            float("nan"),
-            [],
-            {},
-            reason,
-            0.0,
-            True,
+            note=reason,
+            skipped=True,
         )
     if name in RAR_ROUTERS:
         vote, warm, relative = RAR_ROUTERS[name]
