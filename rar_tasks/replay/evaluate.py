@@ -278,27 +278,31 @@ def _result(
     test: StreamResult,
     tuned: dict,
 ) -> RouterResult:
+    result = _new_result(
+        name,
+        ds,
+        split,
+        curve_rate=curve.strong_rate.tolist(),
+        curve_quality=curve.quality.tolist(),
+        curve_cost=curve.cost.tolist(),
+        tuned=tuned,
+        strong_rate=test.strong_call_rate,
+        quality=test.mean_quality,
+        cost=test.cost_per_request,
+        strong_flags=test.strong_called.tolist(),
+        note=_note(name, ds),
+    )
+    result.metrics = _curve_metrics(
+        curve, result.weak_quality, result.strong_quality, result.weak_cost, result.strong_cost
+    )
+    return result
+
+
+def _new_result(name: str, ds: ReplayDataset, split: Split, **fields) -> RouterResult:
+    """A result for router `name` on `split`, with the test slice's always-weak/strong stats."""
     qw, qs, cw, cs = _stats(ds, split.test)
     return RouterResult(
-        name,
-        ds.name,
-        split.seed,
-        split.kind,
-        len(split.test),
-        qw,
-        qs,
-        cw,
-        cs,
-        curve.strong_rate.tolist(),
-        curve.quality.tolist(),
-        curve.cost.tolist(),
-        tuned,
-        test.strong_call_rate,
-        test.mean_quality,
-        test.cost_per_request,
-        test.strong_called.tolist(),
-        _curve_metrics(curve, qw, qs, cw, cs),
-        _note(name, ds),
+        name, ds.name, split.seed, split.kind, len(split.test), qw, qs, cw, cs, **fields
     )
 
 
@@ -399,20 +403,7 @@ def evaluate(
     """Evaluate router `name`; a router the recording cannot support comes back `skipped`."""
     reason = unavailable_reason(name, ds)
     if reason:
-        qw, qs, cw, cs = _stats(ds, split.test)
-        return RouterResult(
-            name,
-            ds.name,
-            split.seed,
-            split.kind,
-            len(split.test),
-            qw,
-            qs,
-            cw,
-            cs,
-            note=reason,
-            skipped=True,
-        )
+        return _new_result(name, ds, split, note=reason, skipped=True)
     if name in RAR_ROUTERS:
         vote, warm, relative = RAR_ROUTERS[name]
         return evaluate_rar(ds, vectors, split, warm=warm, vote=vote, relative=relative)
